@@ -1,0 +1,123 @@
+"""Run a command in a container.
+
+The parent (`run`, `start`) prepares, forks and waits; the child (`contain`)
+isolates itself step by step and finally becomes the command with execve(2).
+"""
+import os
+import signal
+import sys
+
+from udocker import syscalls
+from udocker.errors import (
+    EXIT_NOT_EXECUTABLE,
+    EXIT_NOT_FOUND,
+    EXIT_RUNTIME_ERROR,
+    UdockerError,
+)
+
+
+# Signals a user sends to stop or poke a container: we pass them on to it.
+FORWARDED_SIGNALS = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+)
+# Like `docker stop`: how long a container may ignore SIGINT/SIGTERM before SIGKILL.
+STOP_TIMEOUT = float(os.environ.get("UDOCKER_STOP_TIMEOUT", "10"))
+
+
+def run(args):
+    """Run args.command in a new container; return its exit status."""
+    args.container_id = os.urandom(6).hex()
+    args.hostname = args.hostname or args.container_id
+    return start(args)
+
+
+def start(args):
+    """Fork the container's first process, wait for it, and return its exit status."""
+    # Block the forwarded signals until the child's pid is known: a Ctrl-C that
+    # arrives in between is then delivered to the handler, not lost.
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
+    pid = os.fork()
+    if pid == 0:
+        child_main(args)
+    return wait_for(pid)
+
+
+def child_main(args):
+    """The child's life: become the container, or report why not. Never returns."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
+    try:
+        contain(args)
+    except UdockerError as error:
+        report(error, error.exit_code)
+    except OSError as error:
+        report(f"cannot set up the container: {error}", EXIT_RUNTIME_ERROR)
+    except BaseException:  # a bug in udocker: show it, but never run the parent's code
+        import traceback
+
+        traceback.print_exc()
+        os._exit(EXIT_RUNTIME_ERROR)
+
+
+def report(message, exit_code):
+    """Print `udocker: message` and end this (child) process at once."""
+    print(f"udocker: {message}", file=sys.stderr, flush=True)
+    os._exit(exit_code)
+
+
+def wait_for(pid):
+    """Wait for the container, passing signals on to it; return its exit status."""
+    stop_requested = False
+
+    def forward(signum, frame):
+        nonlocal stop_requested
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            return  # already gone: waitpid is about to return
+        if signum in (signal.SIGINT, signal.SIGTERM) and not stop_requested:
+            stop_requested = True
+            signal.setitimer(signal.ITIMER_REAL, STOP_TIMEOUT)
+
+    def kill(signum, frame):
+        print(
+            f"udocker: the container ignored the stop signal for {STOP_TIMEOUT:g} s"
+            " (as PID 1, it ignores signals it has no handler for); killing it",
+            file=sys.stderr,
+            flush=True,
+        )
+        os.kill(pid, signal.SIGKILL)
+
+    for signum in FORWARDED_SIGNALS:
+        signal.signal(signum, forward)
+    signal.signal(signal.SIGALRM, kill)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
+    _, status = os.waitpid(pid, 0)  # retried by Python when a signal interrupts it
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def contain(args):
+    """In the child: isolate this process step by step, then exec the command."""
+    syscalls.unshare(syscalls.CLONE_NEWUTS)
+    syscalls.sethostname(args.hostname)
+    execute(args.command)
+
+
+def execute(argv):
+    """Replace this process with the command (execvp(3)); raise UdockerError when that fails."""
+    try:
+        os.execvp(argv[0], argv)
+    except FileNotFoundError:
+        raise UdockerError(f"{argv[0]}: command not found", EXIT_NOT_FOUND) from None
+    except (PermissionError, IsADirectoryError):
+        raise UdockerError(
+            f"{argv[0]}: permission denied (is it an executable file?)", EXIT_NOT_EXECUTABLE
+        ) from None
+    except OSError as error:  # ENOEXEC and friends: a file the kernel cannot run
+        raise UdockerError(f"{argv[0]}: cannot execute: {error.strerror}", EXIT_NOT_EXECUTABLE) from None

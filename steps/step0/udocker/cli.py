@@ -1,0 +1,40 @@
+"""The command line: parse the arguments, run the command, report errors in one line."""
+import argparse
+import sys
+
+from udocker.errors import EXIT_RUNTIME_ERROR, UdockerError
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser that reports a usage error the way udocker reports every error."""
+
+    def error(self, message):
+        # TODO(step 0): argparse prints the usage and exits 2 on a bad argument. Raise a
+        #   UdockerError instead, so that the user sees one line and exit status 125,
+        #   like docker.
+        super().error(message)
+
+
+def build_parser():
+    """Describe udocker's command line: `udocker run [OPTIONS] IMAGE COMMAND [ARG...]`."""
+    # TODO(step 0): Build the parser: a `run` subcommand with an IMAGE and the COMMAND
+    #   with its ARGs (argparse.REMAINDER keeps the command's own options away from
+    #   ours).
+    raise UdockerError("the command line is not written yet: that is step 0")
+
+
+def main(argv=None):
+    """Run udocker with argv (default: sys.argv[1:]); return the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+        if args.subcommand == "run":
+            if not args.command:
+                raise UdockerError("run needs a COMMAND after the IMAGE (see 'udocker run --help')")
+            raise UdockerError("run is not implemented yet: that is step 1")
+    except UdockerError as error:
+        print(f"udocker: {error}", file=sys.stderr)
+        return error.exit_code
+    except OSError as error:  # the kernel refused something: say what, without a traceback
+        print(f"udocker: {error}", file=sys.stderr)
+        return EXIT_RUNTIME_ERROR
+    return 0
