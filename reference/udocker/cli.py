@@ -10,6 +10,9 @@ from udocker.errors import EXIT_RUNTIME_ERROR, UdockerError
 # >>> step 6: Import the cgroups module: --memory is parsed by cgroups.parse_size.
 from udocker import cgroups
 # <<<
+# >>> step 7: Import the image commands: pull, images and rmi.
+from udocker.image import commands as image_commands
+# <<<
 
 
 class Parser(argparse.ArgumentParser):
@@ -61,12 +64,28 @@ def build_parser():
         help="how many processes the container may have at once",
     )
     # <<<
+    # >>> step 8: Add the options that override the image's config: -e/--env KEY=VALUE (repeatable), -w/--workdir DIR and --entrypoint CMD.
+    run.add_argument(
+        "-e", "--env", action="append", default=[], metavar="KEY=VALUE",
+        help="set an environment variable (repeatable)",
+    )
+    run.add_argument("-w", "--workdir", metavar="DIR", help="the working directory")
+    run.add_argument("--entrypoint", metavar="CMD", help="replace the image's Entrypoint")
+    run.add_argument(
+        "image", metavar="IMAGE",
+        help="an image (busybox, 127.0.0.1:5000/workshop/busybox:latest) or a root filesystem directory (a path starting with / or .)",
+    )
+    # --- before
     run.add_argument(
         "image", metavar="IMAGE", help="the container's root filesystem (a directory)"
     )
+    # <<<
     run.add_argument(
         "command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]", help="what to run"
     )
+    # >>> step 7: Add the pull, images and rmi subcommands (image_commands.add_arguments).
+    image_commands.add_arguments(commands)
+    # <<<
     return parser
     # --- before
     raise UdockerError("the command line is not written yet: that is step 0")
@@ -78,13 +97,20 @@ def main(argv=None):
     try:
         args = build_parser().parse_args(argv)
         if args.subcommand == "run":
+            # >>> step 8: An image brings its own command (Cmd); a directory does not.
+            if not args.command and args.image.startswith(("/", ".")) and args.entrypoint is None:
+            # --- before
             if not args.command:
+            # <<<
                 raise UdockerError("run needs a COMMAND after the IMAGE (see 'udocker run --help')")
             # >>> step 1: Run the container and return its exit status (container.run).
             return container.run(args)
             # --- before
             raise UdockerError("run is not implemented yet: that is step 1")
             # <<<
+        # >>> step 7: The image commands: each subcommand's parser set its handler.
+        return args.handler(args)
+        # <<<
     except UdockerError as error:
         print(f"udocker: {error}", file=sys.stderr)
         return error.exit_code

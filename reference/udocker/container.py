@@ -21,6 +21,10 @@ from udocker.errors import (
 # >>> step 6: Import the cgroups module.
 from udocker import cgroups
 # <<<
+# >>> step 8: Import the process module (the image's command, env, workdir, user) and the image store.
+from udocker import process
+from udocker.image import store as image_store
+# <<<
 
 # Signals a user sends to stop or poke a container: we pass them on to it.
 FORWARDED_SIGNALS = (
@@ -41,8 +45,20 @@ DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 def run(args):
     """Run args.command in a new container; return its exit status."""
     args.container_id = os.urandom(6).hex()
+    # >>> step 8: IMAGE is a root filesystem directory when it is a path (it starts with / or .); anything else names an image: pull it unless it is stored (resolve_image), run it on an overlay of its layers, and take the process from its config (process.from_image).
+    if args.image.startswith(("/", ".")):
+        args.rootfs = check_rootfs(args.image)
+        args.layers = None
+        args.process = process.from_directory(args)
+    else:
+        image = resolve_image(args.image)
+        args.layers = image.layer_dirs
+        args.rootfs = os.path.join(image_store.default_root(), "mnt", "rootfs")
+        args.process = process.from_image(image.config, args)
+    # --- before
     # >>> step 3: Check that IMAGE is a directory with something in it, and remember its absolute path in args.rootfs (check_rootfs).
     args.rootfs = check_rootfs(args.image)
+    # <<<
     # <<<
     # >>> step 2: The hostname is --hostname, or else the container id.
     args.hostname = args.hostname or args.container_id
@@ -163,6 +179,10 @@ def contain(args):
     # >>> step 4: A mount table of its own: a new mount namespace (CLONE_NEWNS) in which every mount is made private (mount(2) with MS_REC | MS_PRIVATE), so that nothing we mount propagates to the host. Then switch into the root filesystem with pivot_root (enter_rootfs) instead of chroot.
     syscalls.unshare(syscalls.CLONE_NEWNS)
     syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+    # >>> step 8: For an image, mount its root filesystem first: the layers under a fresh writable overlay (mount_overlay).
+    if args.layers:
+        mount_overlay(args.layers, args.rootfs)
+    # <<<
     enter_rootfs(args.rootfs)
     # --- before
     # >>> step 3: Make args.rootfs the root directory with chroot(2), then chdir("/"): chroot does not move the working directory, which would stay outside.
@@ -170,7 +190,12 @@ def contain(args):
     os.chdir("/")
     # <<<
     # <<<
+    # >>> step 8: Become the container's process (process.become: user, working directory, environment), then run its argv.
+    process.become(args.process, args.hostname)
+    execute(args.process.argv)
+    # --- before
     execute(args.command)
+    # <<<
 
 
 def execute(argv):
@@ -265,4 +290,31 @@ def enter_user_namespace():
 def write_file(path, text):
     with open(path, "w") as file:
         file.write(text)
+# <<<
+
+
+# >>> step 8: Find the image in the store, or pull it first, as `docker run` does.
+def resolve_image(name):
+    """The stored image that `name` refers to (pulled if need be): its layers and config."""
+    from udocker.image import resolve  # the image modules load only for images
+
+    return resolve(name)
+
+
+def mount_overlay(layers, rootfs):
+    """Stack the image's layers under a writable layer, at rootfs (overlayfs).
+
+    The writable layer lives on a tmpfs mounted in the container's own mount
+    namespace: when the container's last process exits, the namespace and the
+    tmpfs go with it, so nothing is left to clean up, even after a crash.
+    """
+    scratch = os.path.dirname(rootfs)
+    os.makedirs(scratch, exist_ok=True)  # on the host's disk; empty there, for good
+    syscalls.mount("tmpfs", scratch, "tmpfs", 0, "mode=755")
+    upper, work = os.path.join(scratch, "upper"), os.path.join(scratch, "work")
+    for directory in (upper, work, rootfs):
+        os.mkdir(directory)
+    # overlayfs lists the lower layers topmost first; an image lists them base first.
+    lower = ":".join(reversed(layers))
+    syscalls.mount("overlay", rootfs, "overlay", 0, f"lowerdir={lower},upperdir={upper},workdir={work}")
 # <<<

@@ -10,7 +10,16 @@
     pull.py       the pull, step by step
     progress.py   what a pull prints
     commands.py   `udocker pull | images | rmi`
+    lookup.py     resolve(): a reference -> stored (or pulled) layers + config, for `run`
 
 The modules import nothing heavy at import time: `requests` is loaded by
 registry.py, which only a pull imports.
 """
+
+# >>> step 8: Export resolve: what `udocker run IMAGE` asks the image store for (imported when called, so that `run DIRECTORY` loads none of this).
+def resolve(reference, store=None):
+    """The stored image REFERENCE names, pulled first if need be: see lookup.resolve."""
+    from udocker.image import lookup
+
+    return lookup.resolve(reference, store)
+# <<<

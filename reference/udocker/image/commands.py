@@ -8,9 +8,9 @@ nothing half-stored.
 import sys
 
 from udocker.errors import EXIT_RUNTIME_ERROR, UdockerError
-from udocker.image.progress import human
-from udocker.image.reference import parse_reference
-from udocker.image.store import Store
+
+# The commands import what they use when they run: `udocker run DIRECTORY` builds
+# this parser too, and should not pay for the image modules.
 
 
 def add_arguments(subparsers):
@@ -51,9 +51,13 @@ def _reported(command):
 
 def pull_command(args):
     def pull():
+        from udocker.image.reference import parse_reference
+        from udocker.image.store import Store
+
         reference = parse_reference(args.image)
-        from udocker.image.pull import pull as pull_image  # loads requests: the pull path only
         from udocker.image.progress import Progress
+        from udocker.image.pull import pull as pull_image  # loads requests: the pull path only
+
         pull_image(reference, Store(), Progress())
         return 0
 
@@ -62,6 +66,10 @@ def pull_command(args):
 
 def images_command(args):
     def images():
+        from udocker.image.progress import human
+        from udocker.image.reference import parse_reference
+        from udocker.image.store import Store
+
         records = Store().images()
         rows = [("REFERENCE", "DIGEST", "SIZE")]
         rows += [(parse_reference(r["reference"]).familiar(), r["digest"], human(r["size"]))
@@ -76,6 +84,9 @@ def images_command(args):
 
 def rmi_command(args):
     def rmi():
+        from udocker.image.reference import parse_reference
+        from udocker.image.store import Store
+
         store = Store()
         names = args.image if isinstance(args.image, list) else [args.image]
         status = 0

@@ -6,6 +6,7 @@ from udocker import container
 from udocker.errors import EXIT_RUNTIME_ERROR, UdockerError
 
 from udocker import cgroups
+from udocker.image import commands as image_commands
 
 
 class Parser(argparse.ArgumentParser):
@@ -54,6 +55,7 @@ def build_parser():
     run.add_argument(
         "command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]", help="what to run"
     )
+    image_commands.add_arguments(commands)
     return parser
 
 
@@ -65,6 +67,7 @@ def main(argv=None):
             if not args.command:
                 raise UdockerError("run needs a COMMAND after the IMAGE (see 'udocker run --help')")
             return container.run(args)
+        return args.handler(args)
     except UdockerError as error:
         print(f"udocker: {error}", file=sys.stderr)
         return error.exit_code

@@ -6,6 +6,7 @@ from udocker import container
 from udocker.errors import EXIT_RUNTIME_ERROR, UdockerError
 
 from udocker import cgroups
+# TODO(step 7): Import the image commands: pull, images and rmi.
 
 
 class Parser(argparse.ArgumentParser):
@@ -54,6 +55,8 @@ def build_parser():
     run.add_argument(
         "command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]", help="what to run"
     )
+    # TODO(step 7): Add the pull, images and rmi subcommands
+    #   (image_commands.add_arguments).
     return parser
 
 
@@ -65,6 +68,7 @@ def main(argv=None):
             if not args.command:
                 raise UdockerError("run needs a COMMAND after the IMAGE (see 'udocker run --help')")
             return container.run(args)
+        # TODO(step 7): The image commands: each subcommand's parser set its handler.
     except UdockerError as error:
         print(f"udocker: {error}", file=sys.stderr)
         return error.exit_code

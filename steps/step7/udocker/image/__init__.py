@@ -9,6 +9,7 @@
     pull.py       the pull, step by step
     progress.py   what a pull prints
     commands.py   `udocker pull | images | rmi`
+    lookup.py     resolve(): a reference -> stored (or pulled) layers + config, for `run`
 
 The modules import nothing heavy at import time: `requests` is loaded by
 registry.py, which only a pull imports.

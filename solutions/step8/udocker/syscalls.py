@@ -1,0 +1,96 @@
+"""The Linux system calls that Python's os module lacks, through ctypes.
+
+Each function keeps the name, the arguments and the meaning of its man page
+(see `man 2 mount`, `man 2 unshare`, ...), and raises OSError with the errno the
+kernel returned, exactly like the functions of the os module do. This module is
+given: the workshop is about *using* these calls, not about ctypes.
+"""
+import ctypes
+import os
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+# unshare(2) and clone(2) flags, from <linux/sched.h>.
+CLONE_NEWNS = 0x00020000  # mount namespace
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000  # hostname and domain name
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000  # user and group ids
+CLONE_NEWPID = 0x20000000  # process ids
+CLONE_NEWNET = 0x40000000
+
+# mount(2) flags, from <linux/mount.h>.
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_REMOUNT = 0x20
+MS_BIND = 0x1000
+MS_MOVE = 0x2000
+MS_REC = 0x4000
+MS_PRIVATE = 0x40000
+MS_SLAVE = 0x80000
+MS_SHARED = 0x100000
+
+# umount2(2) flags.
+MNT_FORCE = 0x1
+MNT_DETACH = 0x2
+
+
+def _check(result, *context):
+    """Turn libc's -1 + errno convention into an OSError."""
+    if result == -1:
+        errno = ctypes.get_errno()
+        raise OSError(errno, os.strerror(errno), *context)
+    return result
+
+
+def _bytes(path):
+    return None if path is None else os.fsencode(path)
+
+
+def unshare(flags):
+    """unshare(2): move the calling process into new namespaces."""
+    _check(_libc.unshare(ctypes.c_int(flags)))
+
+
+def setns(fd, nstype=0):
+    """setns(2): join the namespace that the file descriptor fd refers to."""
+    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)))
+
+
+def sethostname(name):
+    """sethostname(2): set the hostname of the calling process's UTS namespace."""
+    raw = name.encode()
+    _check(_libc.sethostname(raw, ctypes.c_size_t(len(raw))))
+
+
+def mount(source, target, filesystemtype, mountflags=0, data=None):
+    """mount(2): attach a filesystem, or change a mount (bind, move, propagation)."""
+    _check(
+        _libc.mount(
+            _bytes(source),
+            _bytes(target),
+            _bytes(filesystemtype),
+            ctypes.c_ulong(mountflags),
+            _bytes(data),
+        ),
+        target,
+    )
+
+
+def umount2(target, flags=0):
+    """umount2(2): detach the filesystem mounted at target."""
+    _check(_libc.umount2(_bytes(target), ctypes.c_int(flags)), target)
+
+
+def pivot_root(new_root, put_old):
+    """pivot_root(2): make new_root the root mount; the old root moves to put_old."""
+    # glibc has no wrapper for pivot_root: call it by its number.
+    _check(_libc.syscall(_SYS_PIVOT_ROOT, _bytes(new_root), _bytes(put_old)), new_root)
+
+
+# pivot_root's syscall number differs by architecture (asm/unistd.h).
+_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "armv7l": 218, "riscv64": 41}.get(
+    os.uname().machine, 155
+)

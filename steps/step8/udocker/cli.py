@@ -1,0 +1,80 @@
+"""The command line: parse the arguments, run the command, report errors in one line."""
+import argparse
+import sys
+
+from udocker import container
+from udocker.errors import EXIT_RUNTIME_ERROR, UdockerError
+
+from udocker import cgroups
+from udocker.image import commands as image_commands
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser that reports a usage error the way udocker reports every error."""
+
+    def error(self, message):
+        raise UdockerError(f"{message} (see 'udocker --help')")
+
+
+def build_parser():
+    """Describe udocker's command line: `udocker run [OPTIONS] IMAGE COMMAND [ARG...]`."""
+    parser = Parser(
+        prog="udocker",
+        description="A container runtime, built one Linux primitive at a time.",
+    )
+    commands = parser.add_subparsers(
+        dest="subcommand", metavar="COMMAND", parser_class=Parser, required=True
+    )
+    run = commands.add_parser(
+        "run",
+        help="run a command in a new container",
+        description="Run COMMAND in a new container whose root filesystem is IMAGE.",
+    )
+    run.add_argument(
+        "--hostname", metavar="NAME", help="the container's hostname (default: its id)"
+    )
+    run.add_argument(
+        "-m",
+        "--memory",
+        type=cgroups.parse_size,
+        metavar="SIZE",
+        help="memory limit: a number of bytes with an optional unit (64m, 1g)",
+    )
+    run.add_argument(
+        "--cpus", type=cgroups.parse_cpus, metavar="N", help="CPUs the container may use (0.5)"
+    )
+    run.add_argument(
+        "--pids-limit",
+        type=cgroups.parse_pids,
+        metavar="N",
+        help="how many processes the container may have at once",
+    )
+    # TODO(step 8): Add the options that override the image's config: -e/--env KEY=VALUE
+    #   (repeatable), -w/--workdir DIR and --entrypoint CMD.
+    run.add_argument(
+        "image", metavar="IMAGE", help="the container's root filesystem (a directory)"
+    )
+    run.add_argument(
+        "command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]", help="what to run"
+    )
+    image_commands.add_arguments(commands)
+    return parser
+
+
+def main(argv=None):
+    """Run udocker with argv (default: sys.argv[1:]); return the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+        if args.subcommand == "run":
+            # TODO(step 8): An image brings its own command (Cmd); a directory does not.
+            if not args.command:
+                raise UdockerError("run needs a COMMAND after the IMAGE (see 'udocker run --help')")
+            return container.run(args)
+        return args.handler(args)
+    except UdockerError as error:
+        print(f"udocker: {error}", file=sys.stderr)
+        return error.exit_code
+    except OSError as error:  # the kernel refused something: say what, without a traceback
+        print(f"udocker: {error}", file=sys.stderr)
+        return EXIT_RUNTIME_ERROR
+    return 0

@@ -1,0 +1,145 @@
+"""Step 6: cgroups: -m/--memory, --cpus and --pids-limit, one cgroup `udocker-<id>` per container,
+removed when it exits. Works with cgroup v2 and with v1 (or hybrid) hierarchies."""
+
+import time
+
+from workshop import testing
+from workshop.testing import hold, token
+
+MiB = 1024 * 1024
+
+
+def _cgroups_of(c, tag):
+    """The running container's (memory, cpu, pids) cgroup directories, from the host's /proc."""
+    pid = c.find_process("sh", tag)
+    dirs = testing.process_cgroups(pid)
+    c.result().check(set(dirs) >= {"memory", "cpu", "pids"}, "memory, cpu and pids cgroups", repr(dirs))
+    return pid, dirs
+
+
+def _limit(path):
+    return (testing.read(path) or "?").strip()
+
+
+def _expect_removed(result, dirs):
+    left = sorted({str(d) for d in dirs if d.name.startswith("udocker") and d.exists()})
+    result.check(not left, "the container's cgroup removed after it exited", f"still there: {left}")
+
+
+def test_memory_limit_is_set(udocker, rootfs):
+    tag, ready = token("tag"), token("ready")
+    script = f"echo {ready}; read line; dd if=/dev/zero of=/dev/null bs=8M count=1 2>/dev/null; : {tag}"
+    with udocker.popen("run", "-m", "32m", rootfs, "sh", "-c", script) as c:
+        c.wait_for(ready)
+        pid, dirs = _cgroups_of(c, tag)
+        memory = dirs["memory"]
+        v2 = (memory / "memory.max").exists()
+        limit = _limit(memory / ("memory.max" if v2 else "memory.limit_in_bytes"))
+        result = c.finish(input="\n")
+    result.check(memory.name.startswith("udocker-"), "the container in a cgroup of its own (udocker-<id>)",
+                 str(memory))
+    result.check(limit == str(32 * MiB), f"{32 * MiB} in {memory}/{'memory.max' if v2 else 'memory.limit_in_bytes'}",
+                 limit)
+    result.expect_exit(0)  # 8 MiB fit in 32 MiB
+    _expect_removed(result, dirs.values())
+
+
+def test_memory_hog_is_killed(udocker, rootfs):
+    result = udocker.run("run", "-m", "32m", rootfs, "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1",
+                         timeout=20)
+    result.expect_exit(137)
+    result.check("memory" in result.stderr.lower(), "udocker to say the container ran out of memory",
+                 repr(result.stderr))
+
+
+def test_cgroup_is_named_after_the_container(udocker, rootfs):
+    tag, ready = token("tag"), token("ready")
+    with udocker.popen("run", "--pids-limit", "100", rootfs, "sh", "-c", f"hostname; {hold(ready, tag)}") as c:
+        c.wait_for(ready)
+        pid, dirs = _cgroups_of(c, tag)
+        result = c.finish(input="\n")
+    result.expect_exit(0)
+    container_id = result.stdout_lines()[0]
+    pids = dirs["pids"]
+    result.check(pids.name == f"udocker-{container_id}", f"the cgroup udocker-{container_id}", str(pids))
+    if testing.cgroup_v2_only():
+        expected_parent = testing.cgroup_layout_mount("pids") / "udocker"
+    else:  # v1: under the runtime's own cgroup (the runtime is a child of this test, in the same cgroup)
+        expected_parent = testing.process_cgroups("self")["pids"]
+    result.check(pids.parent == expected_parent, f"the cgroup in {expected_parent}", str(pids))
+    _expect_removed(result, dirs.values())
+
+
+def test_cpu_quota_is_set(udocker, rootfs):
+    tag, ready = token("tag"), token("ready")
+    with udocker.popen("run", "--cpus", "0.5", rootfs, "sh", "-c", hold(ready, tag)) as c:
+        c.wait_for(ready)
+        pid, dirs = _cgroups_of(c, tag)
+        cpu = dirs["cpu"]
+        if (cpu / "cpu.max").exists():
+            quota, period = (_limit(cpu / "cpu.max").split() + ["?", "?"])[:2]
+            where = f"{cpu}/cpu.max"
+        else:
+            quota, period = _limit(cpu / "cpu.cfs_quota_us"), _limit(cpu / "cpu.cfs_period_us")
+            where = f"{cpu}/cpu.cfs_quota_us, cpu.cfs_period_us"
+        result = c.finish(input="\n")
+    result.expect_exit(0)
+    ok = quota.isdigit() and period.isdigit() and int(period) > 0 and abs(int(quota) / int(period) - 0.5) < 0.01
+    result.check(ok, f"quota/period = 0.5 in {where}", f"quota {quota}, period {period}")
+    _expect_removed(result, dirs.values())
+
+
+def test_cpu_usage_is_limited(udocker, rootfs):
+    busy = 2.0
+    script = f'timeout {busy:g} sh -c "while :; do :; done"; true'
+    start = time.monotonic()
+    with udocker.popen("run", "--cpus", "0.5", rootfs, "sh", "-c", script) as c:
+        result = c.finish(timeout=busy + 10, rusage=True)
+        wall = time.monotonic() - start
+    result.expect_exit(0)
+    cpu = c.rusage.ru_utime + c.rusage.ru_stime  # the runtime and all the processes it waited for
+    print(f"# wall {wall:.2f} s, CPU {cpu:.2f} s, {cpu / wall:.2f} CPUs")
+    result.check(wall >= busy and cpu >= 0.3, f"a busy loop of {busy:g} s", f"{wall:.2f} s, {cpu:.2f} s of CPU")
+    result.check(cpu / wall <= 0.65, "at most ~0.5 CPU (CPU time / wall time <= 0.65) with --cpus 0.5",
+                 f"{cpu:.2f} s of CPU in {wall:.2f} s = {cpu / wall:.2f}")
+
+
+def test_pids_limit(udocker, rootfs):
+    tag, ready = token("tag"), token("ready")
+    script = f"echo {ready}; read line; for i in $(seq 50); do sleep 1 & done; wait; : {tag}"
+    with udocker.popen("run", "--pids-limit", "10", rootfs, "sh", "-c", script) as c:
+        c.wait_for(ready)
+        pid, dirs = _cgroups_of(c, tag)
+        pids = dirs["pids"]
+        limit = _limit(pids / "pids.max")
+        c.write("\n")
+        c.close_stdin()
+        peak, deadline = 0, time.monotonic() + 10
+        while c.proc.poll() is None and time.monotonic() < deadline:
+            current = _limit(pids / "pids.current")
+            if current.isdigit():
+                peak = max(peak, int(current))
+        result = c.finish()
+    result.check(limit == "10", f"10 in {pids}/pids.max", limit)
+    result.check(peak <= 10, "at most 10 processes in the cgroup (pids.current)", str(peak))
+    result.expect_finished()
+    result.check(result.returncode != 0 and "fork" in result.stderr,
+                 "the shell to fail to fork (\"can't fork\") and exit non-zero", f"exit {result.returncode}")
+    _expect_removed(result, dirs.values())
+
+
+def test_invalid_memory_size_is_an_error(udocker, rootfs):
+    udocker.run("run", "-m", "lots", rootfs, "true").expect_error(125, "lots")
+
+
+def test_invalid_cpus_is_an_error(udocker, rootfs):
+    udocker.run("run", "--cpus", "half", rootfs, "true").expect_error(125, "half")
+
+
+def test_invalid_pids_limit_is_an_error(udocker, rootfs):
+    udocker.run("run", "--pids-limit", "many", rootfs, "true").expect_error(125, "many")
+
+
+def test_rootless_limits_are_refused(udocker, rootfs):
+    udocker.run("run", "-m", "64m", rootfs, "true").expect_exit(0)  # as root: fine
+    udocker.run("run", "-m", "64m", rootfs, "true", as_user=True).expect_error(125)

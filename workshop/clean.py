@@ -1,0 +1,508 @@
+"""`workshop clean`: remove what crashed containers left behind.
+
+In this order, because each kind keeps the next one busy:
+
+1. stray processes: runtimes (`python3 -m udocker ...`) whose parent died, and
+   processes whose root directory is a container's (chroot or pivot_root into
+   UDOCKER_ROOT or the workshop's root filesystem) that no live runtime owns;
+   SIGKILL. Running containers (a runtime with a live parent, and what is
+   below it) are left alone, with their cgroups and directories, unless
+   ``all`` is set (`workshop clean --all`).
+2. cgroups named ``udocker-*`` in every cgroup hierarchy (v1: memory, cpu,
+   pids, ...; v2: /sys/fs/cgroup/udocker/): kill their processes, then rmdir,
+   deepest first.
+3. mounts below UDOCKER_ROOT, on the workshop's root filesystem, or overlays
+   whose layers live in UDOCKER_ROOT: unmounted deepest (and newest) first,
+   lazily (MNT_DETACH) when busy.
+4. container directories, UDOCKER_ROOT/containers/*.
+
+Everything is found from /proc, so nothing here depends on the runtime's code.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import shutil
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+MNT_DETACH = 2
+
+
+@dataclass
+class Action:
+    kind: str          # process, cgroup, mount, directory
+    target: str
+    detail: str = ""
+    done: bool = False
+    error: str = ""
+
+
+@dataclass
+class Mount:
+    mount_id: int
+    parent_id: int
+    mountpoint: str
+    fstype: str
+    source: str
+    options: str
+
+
+def _unescape(s: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as \\ooo."""
+    out, i = [], 0
+    while i < len(s):
+        if s[i] == "\\" and len(s[i + 1:i + 4]) == 3 and s[i + 1:i + 4].isdigit():
+            out.append(chr(int(s[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(s[i])
+            i += 1
+    return "".join(out)
+
+
+def read_mounts(mountinfo: str = "/proc/self/mountinfo") -> list[Mount]:
+    mounts = []
+    try:
+        text = Path(mountinfo).read_text()
+    except OSError:
+        return mounts
+    for line in text.splitlines():
+        f = line.split()
+        try:
+            sep = f.index("-", 6)
+            mounts.append(Mount(int(f[0]), int(f[1]), _unescape(f[4]), f[sep + 1],
+                                _unescape(f[sep + 2]) if len(f) > sep + 2 else "",
+                                _unescape(f[sep + 3]) if len(f) > sep + 3 else ""))
+        except (ValueError, IndexError):
+            continue
+    return mounts
+
+
+def _under(path: str, root: str, strictly: bool = True) -> bool:
+    path, root = os.path.normpath(path), os.path.normpath(root)
+    if path == root:
+        return not strictly
+    return path.startswith(root.rstrip("/") + "/")
+
+
+def _depth(path: str) -> int:
+    return os.path.normpath(path).count("/")
+
+
+class Cleaner:
+    """Finds (plan) and removes (run) leftovers. The parameters exist so the
+    tool's tests can point it at their own corner of the machine."""
+
+    def __init__(self, udocker_root: os.PathLike | str, rootfs_dirs=(), *,
+                 proc: str = "/proc", mountinfo: str | None = None,
+                 cgroup_mounts: list[str] | None = None, pids: set[int] | None = None,
+                 kill_timeout: float = 3.0, all: bool = False):
+        self.udocker_root = os.path.abspath(udocker_root)
+        self.rootfs_dirs = [os.path.abspath(p) for p in rootfs_dirs]
+        self.proc = proc
+        self.mountinfo = mountinfo or os.path.join(proc, "self", "mountinfo")
+        self._cgroup_mounts = cgroup_mounts
+        self.only_pids = pids
+        self.kill_timeout = kill_timeout
+        self.all = all  # also stop running containers
+        self.skipped: list[Action] = []  # what was left alone, and why
+
+    # ------------------------------------------------------------ processes
+    def _all_pids(self) -> list[int]:
+        try:
+            pids = [int(d) for d in os.listdir(self.proc) if d.isdigit()]
+        except OSError:
+            return []
+        if self.only_pids is not None:
+            pids = [p for p in pids if p in self.only_pids]
+        return pids
+
+    def _protected(self) -> set[int]:
+        """This process and its ancestors: never killed."""
+        mine, pid = {os.getpid()}, os.getpid()
+        for _ in range(64):
+            ppid = _ppid(self.proc, pid)
+            if not ppid or ppid in mine:
+                break
+            mine.add(ppid)
+            pid = ppid
+        return mine
+
+    def _scan(self) -> tuple[dict[int, str], set[int]]:
+        """({stray pid: why}, {pids of running containers}).
+
+        A runtime (`python3 -m udocker ...`) whose parent is alive is a running
+        container: it and its descendants are left alone unless self.all.
+        Stray: runtimes whose parent died (re-parented to PID 1) and their
+        descendants, and processes rooted in UDOCKER_ROOT or the workshop's
+        root filesystem that no running runtime owns.
+        """
+        protected = self._protected()
+        roots = [self.udocker_root, *self.rootfs_dirs]
+        children: dict[int, list[int]] = {}
+        runtimes: dict[int, str] = {}
+        rooted: dict[int, str] = {}
+        for pid in self._all_pids():
+            if pid in protected:
+                continue
+            children.setdefault(_ppid(self.proc, pid) or 0, []).append(pid)
+            argv = _cmdline(self.proc, pid)
+            if _is_runtime(argv):
+                runtimes[pid] = " ".join(argv)[:120]
+                continue
+            try:
+                root = os.readlink(os.path.join(self.proc, str(pid), "root"))
+            except OSError:
+                continue
+            if root != "/" and any(_under(root, r, strictly=False) for r in roots):
+                rooted[pid] = f"runs in {root}: " + (" ".join(argv)[:100] or "?")
+
+        def descendants(pid: int) -> list[int]:
+            out, todo = [], [pid]
+            while todo:
+                for child in children.get(todo.pop(), []):
+                    if child not in protected:
+                        out.append(child)
+                        todo.append(child)
+            return out
+
+        stray: dict[int, str] = {}
+        running: set[int] = set()
+        for pid, argv in runtimes.items():
+            ppid = _ppid(self.proc, pid)
+            orphan = not ppid or ppid == 1 or not _alive(self.proc, ppid)
+            if orphan or self.all:
+                stray[pid] = ("orphaned udocker runtime: " if orphan else "udocker runtime: ") + argv
+                for child in descendants(pid):
+                    stray.setdefault(child, "in its container: " + (" ".join(_cmdline(self.proc, child))[:100] or "?"))
+            else:
+                running.add(pid)
+                running.update(descendants(pid))
+        for pid, why in rooted.items():
+            if pid not in running:
+                stray.setdefault(pid, why)
+        return stray, running
+
+    def find_processes(self) -> list[tuple[int, str]]:
+        return sorted(self._scan()[0].items())
+
+    def running(self) -> set[int]:
+        """PIDs of running containers (their runtimes and everything below them)."""
+        return self._scan()[1]
+
+    # ------------------------------------------------------------ cgroups
+    def cgroup_mounts(self) -> list[str]:
+        if self._cgroup_mounts is not None:
+            return list(self._cgroup_mounts)
+        return [m.mountpoint for m in read_mounts(self.mountinfo) if m.fstype in ("cgroup", "cgroup2")]
+
+    def find_cgroups(self) -> list[str]:
+        found = []
+        for top in self.cgroup_mounts():
+            for dirpath, dirnames, _ in os.walk(top):
+                keep = []
+                for d in dirnames:
+                    if d.startswith("udocker-"):
+                        found.append(os.path.join(dirpath, d))
+                    else:
+                        keep.append(d)
+                dirnames[:] = keep
+        return found
+
+    # ------------------------------------------------------------ mounts
+    def find_mounts(self) -> list[Mount]:
+        hits = []
+        containers = os.path.join(self.udocker_root, "")
+        for m in read_mounts(self.mountinfo):
+            if _under(m.mountpoint, self.udocker_root) or any(
+                    _under(m.mountpoint, r, strictly=False) for r in self.rootfs_dirs):
+                hits.append(m)
+            elif m.fstype == "overlay" and containers in m.options:
+                hits.append(m)
+        # deepest first; among equals the newest (stacked on top) first
+        order = {id(m): i for i, m in enumerate(hits)}
+        return sorted(hits, key=lambda m: (_depth(m.mountpoint), order[id(m)]), reverse=True)
+
+    # ------------------------------------------------------------ directories
+    def find_dirs(self) -> list[str]:
+        containers = os.path.join(self.udocker_root, "containers")
+        try:
+            return sorted(os.path.join(containers, d) for d in os.listdir(containers))
+        except OSError:
+            return []
+
+    def _busy_dirs(self, running: set[int]) -> dict[str, int]:
+        """Container directories a running container uses: {dir: pid}."""
+        import re
+
+        containers = os.path.join(self.udocker_root, "containers", "")
+        pattern = re.compile(re.escape(containers) + r"([^/\s,:]+)")
+        busy: dict[str, int] = {}
+        try:
+            own_ns = os.readlink("/proc/self/ns/mnt")
+        except OSError:
+            own_ns = None
+        for pid in sorted(running):
+            texts = []
+            for link in ("root", "cwd"):
+                try:
+                    texts.append(os.readlink(os.path.join(self.proc, str(pid), link)))
+                except OSError:
+                    pass
+            # a container's own mount table (not the host's: leaked mounts show there too)
+            try:
+                ns = os.readlink(os.path.join(self.proc, str(pid), "ns", "mnt"))
+                if ns != own_ns:
+                    texts.append(Path(self.proc, str(pid), "mountinfo").read_text())
+            except OSError:
+                pass
+            for text in texts:
+                for name in pattern.findall(text):
+                    busy.setdefault(containers + name, pid)
+        return busy
+
+    # ------------------------------------------------------------ all
+    def _targets(self):
+        """What to clean, and (into self.skipped) what a running container still uses."""
+        stray, running = self._scan()
+        self.skipped = []
+        cgroups = []
+        for cg in self.find_cgroups():
+            users = sorted(set(_cgroup_pids(cg)) & running)
+            if users:
+                self.skipped.append(Action("cgroup", cg, f"a running container's (PID {users[0]})"))
+            else:
+                cgroups.append(cg)
+        busy = self._busy_dirs(running)
+        dirs = []
+        for d in self.find_dirs():
+            if d in busy:
+                self.skipped.append(Action("directory", d, f"a running container's (PID {busy[d]})"))
+            else:
+                dirs.append(d)
+        runtimes = sorted(p for p in running if _is_runtime(_cmdline(self.proc, p)))
+        for pid in runtimes:
+            self.skipped.append(Action("process", str(pid), "a running container: " +
+                                       " ".join(_cmdline(self.proc, pid))[:100]))
+        return sorted(stray.items()), cgroups, dirs
+
+    def plan(self) -> list[Action]:
+        procs, cgroups, dirs = self._targets()
+        actions = [Action("process", str(pid), why) for pid, why in procs]
+        actions += [Action("cgroup", d, f"{len(_cgroup_pids(d))} processes") for d in cgroups]
+        actions += [Action("mount", m.mountpoint, f"{m.fstype} {m.source}".strip()) for m in self.find_mounts()]
+        actions += [Action("directory", d, "container state") for d in dirs]
+        return actions
+
+    def run(self) -> list[Action]:
+        procs, cgroups, dirs = self._targets()
+        done: list[Action] = []
+        # 1. processes
+        for pid, why in procs:
+            a = Action("process", str(pid), why)
+            try:
+                os.kill(pid, signal.SIGKILL)
+                a.done = True
+            except ProcessLookupError:
+                a.done = True
+                a.detail += " (already gone)"
+            except OSError as e:
+                a.error = e.strerror or str(e)
+            done.append(a)
+        _wait_gone(self.proc, [pid for pid, _ in procs], self.kill_timeout)
+        # 2. cgroups
+        for cg in cgroups:
+            a = Action("cgroup", cg)
+            try:
+                killed = _remove_cgroup(cg, self.kill_timeout)
+                a.detail = f"killed {killed} processes" if killed else "empty"
+                a.done = True
+            except OSError as e:
+                a.error = e.strerror or str(e)
+            done.append(a)
+        # 3. mounts, again and again: unmounting one can uncover another
+        failed: dict[str, Action] = {}
+        for _ in range(8):
+            mounts = [m for m in self.find_mounts() if m.mountpoint not in failed]
+            if not mounts:
+                break
+            for m in mounts:
+                a = Action("mount", m.mountpoint, f"{m.fstype} {m.source}".strip())
+                err = _umount(m.mountpoint)
+                if err is None:
+                    a.done = True
+                else:
+                    a.error = err
+                    failed[m.mountpoint] = a
+                done.append(a)
+        # 4. container directories
+        remaining = [m.mountpoint for m in self.find_mounts()]
+        for d in dirs:
+            a = Action("directory", d, "container state")
+            if any(_under(mp, d, strictly=False) for mp in remaining):
+                a.error = "still has mounts below it"
+            else:
+                try:
+                    _rmtree(d)
+                    a.done = True
+                except OSError as e:
+                    a.error = f"{e.strerror or e}: {getattr(e, 'filename', '') or ''}".strip(": ")
+            done.append(a)
+        return done
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _cmdline(proc: str, pid: int) -> list[str]:
+    try:
+        raw = Path(proc, str(pid), "cmdline").read_bytes()
+    except OSError:
+        return []
+    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+
+
+def _ppid(proc: str, pid: int) -> int | None:
+    try:
+        stat = Path(proc, str(pid), "stat").read_text()
+    except OSError:
+        return None
+    try:
+        return int(stat.rsplit(")", 1)[1].split()[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def _is_runtime(argv: list[str]) -> bool:
+    """python3 -m udocker ..., or a udocker/__main__.py script."""
+    if not argv:
+        return False
+    if "python" not in os.path.basename(argv[0]):
+        return os.path.basename(argv[0]) == "udocker"
+    skip = False
+    for i, a in enumerate(argv[1:], 1):
+        if skip:
+            skip = False
+            continue
+        if a in ("-X", "-W", "--check-hash-based-pycs"):
+            skip = True
+            continue
+        if a == "-m" and i + 1 < len(argv):
+            return argv[i + 1] == "udocker"
+        if a.startswith("-m") and len(a) > 2:
+            return a[2:] == "udocker"
+        if not a.startswith("-"):
+            return a.rstrip("/").endswith(("udocker/__main__.py", "/udocker")) or a == "udocker"
+    return False
+
+
+def _wait_gone(proc: str, pids: list[int], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while pids and time.monotonic() < deadline:
+        pids = [p for p in pids if _alive(proc, p)]
+        if pids:
+            time.sleep(0.02)
+
+
+def _alive(proc: str, pid: int) -> bool:
+    try:
+        state = Path(proc, str(pid), "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def _cgroup_pids(cg: str) -> list[int]:
+    pids = set()
+    for dirpath, _, _ in os.walk(cg):
+        try:
+            pids.update(int(p) for p in Path(dirpath, "cgroup.procs").read_text().split())
+        except (OSError, ValueError):
+            pass
+    return sorted(pids)
+
+
+def _remove_cgroup(cg: str, timeout: float) -> int:
+    """Kill everything in CG and below, then rmdir bottom-up. Returns how many were killed."""
+    killed = 0
+    kill_file = Path(cg, "cgroup.kill")  # cgroup v2, Linux 5.14+
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = _cgroup_pids(cg)
+        if not pids:
+            break
+        if kill_file.exists():
+            try:
+                kill_file.write_text("1")
+            except OSError:
+                pass
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except OSError:
+                pass
+        if time.monotonic() > deadline:
+            raise OSError(errno.EBUSY, f"processes {pids} do not die")
+        time.sleep(0.05)
+    for dirpath, _, _ in sorted(os.walk(cg), key=lambda w: _depth(w[0]), reverse=True):
+        for attempt in range(20):
+            try:
+                os.rmdir(dirpath)
+                break
+            except FileNotFoundError:
+                break
+            except OSError as e:  # EBUSY for a moment after the last process died
+                if e.errno != errno.EBUSY or attempt == 19:
+                    raise
+                time.sleep(0.05)
+    return killed
+
+
+_libc = None
+
+
+def _umount(target: str) -> str | None:
+    """umount2(target, 0), then lazily; None on success, else the error."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    path = os.fsencode(target)
+    if _libc.umount2(path, 0) == 0:
+        return None
+    if _libc.umount2(path, MNT_DETACH) == 0:
+        return None
+    e = ctypes.get_errno()
+    return os.strerror(e) if e else "umount failed"
+
+
+def _rmtree(path: str) -> None:
+    def onerror(func, p, exc):
+        # overlayfs leaves work/work with mode 000; make it writable and retry
+        try:
+            os.chmod(os.path.dirname(p), 0o700)
+            os.chmod(p, 0o700)
+        except OSError:
+            pass
+        func(p)
+
+    if os.path.islink(path) or not os.path.isdir(path):
+        os.unlink(path)
+    else:
+        shutil.rmtree(path, onerror=onerror)
+
+
+def default_rootfs_dirs() -> list[str]:
+    """The workshop's busybox root filesystem, where steps 3-6 run containers."""
+    try:
+        from . import rootfs
+
+        return [str(rootfs.default_dest())]
+    except Exception:  # the module is optional for this
+        return [os.environ.get("WORKSHOP_ROOTFS") or "/var/lib/container-workshop/busybox"]

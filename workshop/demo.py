@@ -1,0 +1,146 @@
+"""`workshop demo`: the finished runtime in one minute, no network needed.
+
+Builds the busybox root filesystem when it is missing, then runs a few
+containers with the newest solutions/stepN, printing every command first:
+its own hostname, its own PIDs (PID 1), root inside, and a memory limit that
+bites. Each run is checked; the demo exits 1 when one misbehaves.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from . import paths
+
+# one 64 MiB buffer: dd holds it in memory while it copies it
+MEMORY_HOG = ["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"]
+
+@dataclass
+class Scene:
+    title: str
+    since: int                       # the first step whose runtime can do it
+    options: list[str]
+    command: list[str]
+    expect: Callable[[int, str], bool]
+    expected: str
+    root_only: bool = False
+
+
+SCENES = [
+    Scene("Its own hostname (a UTS namespace)", 2, ["--hostname", "demo"], ["hostname"],
+          lambda rc, out: rc == 0 and out.strip() == "demo", "prints demo"),
+    Scene("Its own process tree: the command is PID 1 (a PID namespace, its own /proc)", 4, [], ["ps"],
+          lambda rc, out: rc == 0 and any(line.split()[:1] == ["1"] for line in out.splitlines()[1:]),
+          "ps lists PID 1"),
+    Scene("Root inside (a user namespace maps it to you when you are not root)", 3, [], ["id"],
+          lambda rc, out: rc == 0 and "uid=0(" in out, "uid=0(root)"),
+    Scene("A 64 MiB buffer without a limit", 6, [], MEMORY_HOG,
+          lambda rc, out: rc == 0, "exit status 0"),
+    Scene("The same with --memory 32m (a cgroup): the kernel kills it", 6, ["--memory", "32m"],
+          MEMORY_HOG, lambda rc, out: rc == 137, "exit status 137 (128 + SIGKILL)", root_only=True),
+]
+
+
+def newest_solution() -> int | None:
+    best = None
+    sol = paths.root() / "solutions"
+    if sol.is_dir():
+        for d in sol.iterdir():
+            if d.name.startswith("step") and d.name[4:].isdigit() and (d / "udocker" / "__main__.py").exists():
+                n = int(d.name[4:])
+                best = n if best is None or n > best else best
+    return best
+
+
+def ensure_rootfs(dest: str | None, say) -> Path:
+    from . import rootfs
+
+    path = Path(dest) if dest else rootfs.default_dest()
+    if (path / "bin" / "busybox").exists():
+        say(f"root filesystem: {path}")
+        return path
+    say(f"building the busybox root filesystem in {path} (python3 -m workshop.rootfs {path})")
+    return rootfs.build_rootfs(path)
+
+
+def run(step: int | None = None, impl: str | None = None, rootfs_dir: str | None = None,
+        timeout: float = 60.0) -> int:
+    from rich.markup import escape
+    from rich.text import Text
+
+    from .ui import console, glyphs
+
+    con = console()
+    g = glyphs()
+    if impl:
+        folder = Path(impl).resolve()
+        step = step if step is not None else 99
+    else:
+        step = newest_solution() if step is None else step
+        if step is None:
+            con.print(f"[red]{g['fail']} no solutions/stepN folder found.[/] "
+                      "Generate them: python3 -m workshop.generate")
+            return 1
+        folder = paths.solution_dir(step)
+    if not (folder / "udocker").is_dir():
+        con.print(f"[red]{g['fail']} {escape(str(folder))} has no udocker/ package.[/]")
+        return 1
+    if step < 3:
+        con.print(f"[red]{g['fail']} the demo needs a runtime from step 3 on (a root filesystem); "
+                  f"this one is step {step}.[/]")
+        return 1
+    try:
+        rootfs = ensure_rootfs(rootfs_dir, lambda s: con.print(Text(s, style="dim")))
+    except Exception as e:  # RootfsError, OSError: the message says what to do
+        con.print(f"[red]{g['fail']} cannot build the root filesystem: {escape(str(e))}[/]")
+        return 1
+
+    rel_folder = paths.rel(folder)
+    con.print(Text.assemble(("udocker demo", "bold"), f": the runtime of {rel_folder}, containers on {rootfs}"))
+    env = dict(os.environ, PYTHONPATH=str(folder))
+    failures = 0
+    ran = 0
+    for scene in SCENES:
+        if scene.since > step:
+            continue
+        con.print()
+        con.print(Text(scene.title, style="bold"))
+        if scene.root_only and os.geteuid() != 0:
+            con.print(Text("  skipped: cgroup limits need root (or a delegated cgroup); run the demo with sudo",
+                           style="yellow"))
+            continue
+        argv = [sys.executable, "-m", "udocker", "run", *scene.options, str(rootfs), *scene.command]
+        shown = f"$ PYTHONPATH={rel_folder} python3 -m udocker run " + shlex.join(
+            [*scene.options, str(rootfs), *scene.command])
+        con.print(Text(shown, style="cyan"), soft_wrap=True)
+        try:
+            proc = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                                  text=True, errors="replace", timeout=timeout)
+            rc, out, err = proc.returncode, proc.stdout, proc.stderr
+        except subprocess.TimeoutExpired:
+            rc, out, err = None, "", f"(no answer after {timeout:.0f} s)"
+        ran += 1
+        for line in out.rstrip("\n").splitlines():
+            con.print(Text("  " + line), soft_wrap=True)
+        for line in err.rstrip("\n").splitlines():
+            con.print(Text("  " + line, style="dim yellow"), soft_wrap=True)
+        ok = rc is not None and scene.expect(rc, out)
+        status = f"exit status {rc}" if rc is not None else "timed out"
+        if ok:
+            con.print(Text(f"  {g['ok']} {status}; expected: {scene.expected}", style="green"))
+        else:
+            failures += 1
+            con.print(Text(f"  {g['fail']} {status}; expected: {scene.expected}", style="bold red"))
+    con.print()
+    if failures:
+        con.print(f"[bold red]{failures} of {ran} demo runs misbehaved.[/] "
+                  "`workshop doctor` checks the machine; `workshop selftest` the solutions.")
+        return 1
+    con.print(f"[green]{g['ok']} all {ran} demo runs behaved.[/] Build it yourself: `workshop show 0`.")
+    return 0

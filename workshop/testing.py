@@ -1,0 +1,611 @@
+"""Test support for the step suites: run the CLI, watch a running container, look at the host.
+
+The step tests are black-box: they run ``python3 -m udocker`` as a subprocess
+(as root, or as nobody through setpriv) and check what it prints, how it
+exits, and what the host's /proc and /sys/fs/cgroup say about it. conftest.py
+hands tests an :class:`Udocker` as the ``udocker`` fixture::
+
+    def test_exit_status(udocker, rootfs):
+        udocker.run("run", rootfs, "sh", "-c", "exit 3").expect_exit(3)
+
+    def test_while_it_runs(udocker, rootfs):
+        with udocker.popen("run", rootfs, "sh", "-c", hold("ready")) as c:
+            c.wait_for("ready")
+            pid = c.find_process("sh")
+            ...
+            c.finish(input="\\n").expect_exit(0)
+
+Every failure message says ``expected X, got Y`` followed by the exact command
+line, its exit code, stdout and stderr. Every subprocess has a timeout; a hung
+container fails the test and is killed with all its processes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from workshop.environment import cgroup_layout
+
+NOBODY = 65534
+SETPRIV = ("setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups")
+#: the system python: the one a rootless user can run (a pyenv one lives under /root, mode 0700)
+SYSTEM_PYTHON = "/usr/bin/python3"
+#: set in the environment of every runtime the tests start: finds the processes they leave behind
+SESSION_ENV = "WORKSHOP_TEST_SESSION"
+DEFAULT_TIMEOUT = 10.0
+
+
+def token(prefix: str = "t") -> str:
+    """A random word nobody could print by accident."""
+    return f"{prefix}{secrets.token_hex(5)}"
+
+
+def hold(ready: str, tag: str = "") -> str:
+    """A shell script that prints READY, then waits for a line on stdin (then exits 0).
+
+    Lets a test look at a running container for as long as it needs, then end
+    it with ``finish(input="\\n")``. TAG goes in the script so the container's
+    process can be found by its command line.
+    """
+    return f"echo {ready}; read line; : {tag}"
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class Result:
+    """A finished runtime: its command line, exit code and output."""
+
+    argv: list[str]
+    shown: str  # the command line as a learner would type it
+    returncode: int | None
+    stdout: str
+    stderr: str
+    timed_out: float | None = None
+
+    def describe(self) -> str:
+        lines = [f"$ {self.shown}"]
+        if self.timed_out is not None:
+            lines.append(f"timed out after {self.timed_out:g} s (killed it and all its processes)")
+        if self.returncode is not None and self.returncode < 0:
+            lines.append(f"exit code: the runtime itself died of signal {-self.returncode} "
+                         f"({signal.Signals(-self.returncode).name})")
+        else:
+            lines.append(f"exit code: {self.returncode}")
+        lines.append(f"stdout: {self.stdout!r}")
+        lines.append(f"stderr: {self.stderr!r}")
+        return "\n".join(lines)
+
+    def fail(self, message: str):
+        raise AssertionError(f"{message}\n{self.describe()}")
+
+    def check(self, ok: bool, expected: str, got: str) -> "Result":
+        if not ok:
+            self.fail(f"expected {expected}, got {got}")
+        return self
+
+    # -- the common expectations
+
+    def expect_no_traceback(self) -> "Result":
+        return self.check("Traceback" not in self.stderr, "no Python traceback on stderr", "a traceback")
+
+    def expect_finished(self) -> "Result":
+        if self.timed_out is not None:
+            self.fail(f"expected the runtime to exit within {self.timed_out:g} s, got a hang")
+        return self.expect_no_traceback()
+
+    def expect_exit(self, code: int) -> "Result":
+        self.expect_finished()
+        return self.check(self.returncode == code, f"exit code {code}", f"{self.returncode}")
+
+    def expect_stdout(self, text: str) -> "Result":
+        return self.check(self.stdout == text, f"stdout {text!r}", f"{self.stdout!r}")
+
+    def expect_stderr(self, text: str) -> "Result":
+        return self.check(self.stderr == text, f"stderr {text!r}", f"{self.stderr!r}")
+
+    def expect_in_stdout(self, text: str) -> "Result":
+        return self.check(text in self.stdout, f"{text!r} in stdout", f"{self.stdout!r}")
+
+    def stdout_lines(self) -> list[str]:
+        return self.stdout.splitlines()
+
+    def expect_error(self, code: int, *words: str) -> "Result":
+        """Exit CODE with the runtime's one-line message ``udocker: ...`` naming WORDS."""
+        self.expect_exit(code)
+        lines = [line for line in self.stderr.splitlines() if line.strip()]
+        self.check(len(lines) == 1 and lines[0].startswith("udocker: "),
+                   "one line 'udocker: <problem>' on stderr", f"{len(lines)} line(s)")
+        for word in words:
+            self.check(word in lines[0], f"the message to name {word!r}", repr(lines[0]))
+        return self
+
+
+# --------------------------------------------------------------------------- /proc
+
+
+def read(path: str | os.PathLike) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode(errors="replace")
+    except OSError:
+        return None
+
+
+def cmdline(pid: int) -> list[str]:
+    raw = read(f"/proc/{pid}/cmdline") or ""
+    return raw.split("\0")[:-1] if raw else []
+
+
+def ppid_of(pid: int) -> int | None:
+    stat = read(f"/proc/{pid}/stat")
+    if not stat:
+        return None
+    try:
+        return int(stat.rsplit(")", 1)[1].split()[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def all_pids() -> list[int]:
+    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
+
+
+def descendants(pid: int) -> list[int]:
+    """PID's living descendants (children first), from the host's /proc."""
+    children: dict[int, list[int]] = {}
+    for p in all_pids():
+        parent = ppid_of(p)
+        if parent is not None:
+            children.setdefault(parent, []).append(p)
+    result, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(0), []):
+            result.append(child)
+            todo.append(child)
+    return result
+
+
+def status_field(pid: int, name: str) -> list[str]:
+    """A line of /proc/PID/status, split: status_field(pid, 'Uid') -> ['0', '0', '0', '0']."""
+    for line in (read(f"/proc/{pid}/status") or "").splitlines():
+        key, _, value = line.partition(":")
+        if key == name:
+            return value.split()
+    raise AssertionError(f"/proc/{pid}/status has no {name} line (did the process exit?)")
+
+
+def namespace(pid: int | str, kind: str) -> str:
+    """'pid:[4026531836]': the namespace of a process (pid may be 'self')."""
+    return os.readlink(f"/proc/{pid}/ns/{kind}")
+
+
+@dataclass(frozen=True)
+class Mount:
+    mount_id: str
+    root: str
+    mountpoint: str
+    fstype: str
+    source: str
+
+    def __str__(self):
+        return f"{self.fstype} {self.source} on {self.mountpoint}"
+
+
+def mounts(pid: int | str = "self") -> list[Mount]:
+    """The mount table of a process, from /proc/PID/mountinfo (paths as that process sees them)."""
+    result = []
+    for line in (read(f"/proc/{pid}/mountinfo") or "").splitlines():
+        f = line.split()
+        sep = f.index("-")
+        unescape = lambda s: re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), s)  # noqa: E731
+        result.append(Mount(f[0], unescape(f[3]), unescape(f[4]), f[sep + 1], unescape(f[sep + 2])))
+    return result
+
+
+def mount_table(pid: int | str = "self") -> set[tuple[str, str, str, str]]:
+    """Comparable summary of a mount table: (mount id, mount point, type, source)."""
+    return {(m.mount_id, m.mountpoint, m.fstype, m.source) for m in mounts(pid)}
+
+
+def cgroup_hierarchies() -> list[Path]:
+    """Mount points of every cgroup hierarchy (v1 and v2) on this host."""
+    return sorted({Path(m.mountpoint) for m in mounts() if m.fstype in ("cgroup", "cgroup2")})
+
+
+def process_cgroups(pid: int | str) -> dict[str, Path]:
+    """{controller: cgroup directory} of a process for memory, cpu and pids, v1 or v2
+    (on a hybrid machine, each controller where it is usable)."""
+    _, where = cgroup_layout()  # controller -> mount point of the hierarchy that has it
+    cg_mounts = {m.mountpoint: m for m in mounts() if m.fstype in ("cgroup", "cgroup2")}
+    text = read(f"/proc/{pid}/cgroup")
+    if text is None:
+        raise AssertionError(f"cannot read /proc/{pid}/cgroup (did the process exit?)")
+    result: dict[str, Path] = {}
+    for line in text.splitlines():
+        hid, controllers, path = line.split(":", 2)
+        if hid == "0":  # the v2 line: every controller that lives in the cgroup2 hierarchy
+            names = [c for c, mp in where.items() if cg_mounts.get(str(mp)) and cg_mounts[str(mp)].fstype == "cgroup2"]
+        else:
+            names = controllers.split(",")
+        for controller in names:
+            if controller not in ("memory", "cpu", "pids") or controller not in where:
+                continue
+            mountpoint = where[controller]
+            root = cg_mounts[str(mountpoint)].root if str(mountpoint) in cg_mounts else "/"
+            rel = path
+            if root != "/" and rel.startswith(root):
+                rel = rel[len(root):] or "/"
+            result[controller] = mountpoint / rel.lstrip("/")
+    return result
+
+
+def cgroup_layout_mount(controller: str) -> Path:
+    """The mount point of the hierarchy where CONTROLLER is usable."""
+    _, where = cgroup_layout()
+    if controller not in where:
+        raise AssertionError(f"no cgroup hierarchy has the {controller} controller")
+    return where[controller]
+
+
+def cgroup_v2_only() -> bool:
+    """Do memory, cpu and pids all live in a cgroup2 hierarchy (a pure v2 machine)?"""
+    _, where = cgroup_layout()
+    fstypes = {m.mountpoint: m.fstype for m in mounts()}
+    return all(fstypes.get(str(where.get(c))) == "cgroup2" for c in ("memory", "cpu", "pids"))
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and all its descendants (deepest first)."""
+    for p in reversed(descendants(pid)):
+        try:
+            os.kill(p, signal.SIGKILL)
+        except OSError:
+            pass
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+# --------------------------------------------------------------------------- the runtime
+
+
+class Container:
+    """A runtime started with Udocker.popen: read its output while it runs, signal it, finish it."""
+
+    def __init__(self, argv: list[str], shown: str, env: dict, cwd: str, stdin_data: str | None = None):
+        self.argv, self.shown = argv, shown
+        print(f"$ {shown}", flush=True)
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=env, cwd=cwd, start_new_session=True,
+        )
+        self.pid = self.proc.pid
+        self._out, self._err = bytearray(), bytearray()
+        self._cond = threading.Condition()
+        self._eof = 0
+        self._readers = [threading.Thread(target=self._pump, args=(s, b), daemon=True)
+                         for s, b in ((self.proc.stdout, self._out), (self.proc.stderr, self._err))]
+        for t in self._readers:
+            t.start()
+        self.returncode: int | None = None
+        self.rusage = None
+        self.timed_out: float | None = None
+        if stdin_data is not None:
+            self.write(stdin_data)
+
+    def _pump(self, stream, buffer: bytearray):
+        while True:
+            chunk = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
+            with self._cond:
+                if not chunk:
+                    self._eof += 1
+                    self._cond.notify_all()
+                    return
+                buffer.extend(chunk)
+                self._cond.notify_all()
+
+    @property
+    def stdout(self) -> str:
+        with self._cond:
+            return self._out.decode(errors="replace")
+
+    @property
+    def stderr(self) -> str:
+        with self._cond:
+            return self._err.decode(errors="replace")
+
+    def result(self) -> Result:
+        return Result(self.argv, self.shown, self.returncode, self.stdout, self.stderr, self.timed_out)
+
+    def write(self, text: str) -> None:
+        try:
+            self.proc.stdin.write(text.encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            pass
+
+    def close_stdin(self) -> None:
+        try:
+            self.proc.stdin.close()
+        except (BrokenPipeError, ValueError):
+            pass
+
+    def wait_for(self, text: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Wait until stdout contains TEXT; fail (and kill everything) when it does not come."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while text.encode() not in self._out:
+                left = deadline - time.monotonic()
+                if self._eof == 2 or left <= 0:
+                    break
+                self._cond.wait(min(left, 0.1))
+            found = text.encode() in self._out
+            closed = self._eof == 2
+        if not found:
+            if closed:  # the output ended: the runtime has exited, or is about to
+                try:
+                    self._reap(timeout=5)
+                except subprocess.TimeoutExpired:
+                    pass
+            exited = self.returncode is not None
+            if not exited:
+                self.kill()
+            self.result().fail(
+                f"expected the container to print {text!r}, got "
+                + ("nothing like it before the runtime exited" if exited else f"nothing like it within {timeout:g} s"))
+
+    def find_process(self, name: str, tag: str = "", timeout: float = 5.0) -> int:
+        """The pid (on the host) of the container's process running NAME (argv[0]'s basename)
+        whose command line contains TAG: the runtime itself or one of its descendants."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for pid in [self.pid, *descendants(self.pid)]:
+                argv = cmdline(pid)
+                if argv and os.path.basename(argv[0]) == name and tag in " ".join(argv[1:]):
+                    return pid
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                tree = {p: " ".join(cmdline(p)) for p in [self.pid, *descendants(self.pid)]}
+                self.kill()
+                self.result().fail(f"expected a process {name!r} (with {tag!r} in its arguments) among the "
+                                   f"runtime's processes, got {tree or 'none'}")
+            time.sleep(0.01)
+
+    def signal(self, signum: int) -> None:
+        """Send SIGNUM to the runtime (the process the learner's shell would signal)."""
+        print(f"$ kill -{signal.Signals(signum).name.removeprefix('SIG')} {self.pid}   # udocker", flush=True)
+        os.kill(self.pid, signum)
+
+    def kill_process(self, pid: int, signum: int) -> None:
+        """Send SIGNUM to one of the container's processes, from the host."""
+        print(f"$ kill -{signal.Signals(signum).name.removeprefix('SIG')} {pid}   # {' '.join(cmdline(pid))}",
+              flush=True)
+        os.kill(pid, signum)
+
+    def _reap(self, timeout: float | None = None, rusage: bool = False) -> None:
+        if self.returncode is not None:
+            return
+        if rusage and self.proc.returncode is None:
+            _, status, self.rusage = os.wait4(self.pid, 0)
+            self.proc.returncode = os.waitstatus_to_exitcode(status)
+        else:
+            self.proc.wait(timeout)
+        self.returncode = self.proc.returncode
+        for t in self._readers:
+            t.join(2.0)  # a process the runtime left behind may hold the pipes open
+        streams = [self.proc.stdin] + [s for s, t in zip((self.proc.stdout, self.proc.stderr), self._readers)
+                                       if not t.is_alive()]  # closing a stream being read would block
+        for s in streams:
+            try:
+                s.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    def kill(self) -> None:
+        """Kill the runtime and every process under it."""
+        if self.returncode is None:
+            kill_tree(self.pid)
+            self._reap(timeout=5)
+
+    def finish(self, input: str | None = None, timeout: float = DEFAULT_TIMEOUT, rusage: bool = False) -> Result:
+        """Send INPUT (if any), close stdin, wait for the runtime to exit (or kill it after TIMEOUT)."""
+        if input is not None:
+            self.write(input)
+        self.close_stdin()
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None if not rusage else not self._exited_nowait():
+            if time.monotonic() > deadline:
+                self.timed_out = timeout
+                self.kill()
+                return self.result()
+            time.sleep(0.005)
+        self._reap(rusage=rusage)
+        return self.result()
+
+    def _exited_nowait(self) -> bool:
+        """Has the runtime exited? (Without reaping it, so that wait4 can collect its rusage.)"""
+        try:
+            info = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return True
+        return info is not None
+
+    def __enter__(self) -> "Container":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.returncode is None:
+            self.kill()
+
+
+@dataclass
+class Udocker:
+    """One implementation folder (``solutions/step4``, the learner's ``steps/step4``...)."""
+
+    impl: Path  # the folder that holds the udocker package
+    shared_impl: Path | None = None  # a world-readable copy, for runs as nobody
+    session: str = field(default_factory=lambda: secrets.token_hex(8))
+    home: Path | None = None  # HOME for runs as nobody
+
+    def command(self, args, as_user: bool) -> tuple[list[str], str, dict, str]:
+        args = [str(a) for a in args]
+        if as_user:
+            impl = self.shared_impl or self.impl
+            env = {
+                "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "HOME": str(self.home or "/nonexistent"),
+                "LANG": "C.UTF-8",
+            }
+            argv = [*SETPRIV, SYSTEM_PYTHON, "-m", "udocker", *args]
+            shown = f"{' '.join(SETPRIV)} env PYTHONPATH={shlex.quote(str(impl))} {SYSTEM_PYTHON} -m udocker " \
+                    + shlex.join(args)
+        else:
+            impl = self.impl
+            env = dict(os.environ)
+            argv = [sys.executable, "-m", "udocker", *args]
+            shown = f"PYTHONPATH={shlex.quote(str(impl))} python3 -m udocker " + shlex.join(args)
+        env.update({"PYTHONPATH": str(impl), "PYTHONDONTWRITEBYTECODE": "1", SESSION_ENV: self.session})
+        return argv, shown, env, str(impl)
+
+    def popen(self, *args, as_user: bool = False, env: dict | None = None, input: str | None = None) -> Container:
+        """Start the runtime; the caller reads, signals and finishes it (use it as a context manager)."""
+        argv, shown, full_env, cwd = self.command(args, as_user)
+        full_env.update(env or {})
+        return Container(argv, shown, full_env, cwd, stdin_data=input)
+
+    def run(self, *args, input: str | None = None, as_user: bool = False, timeout: float = DEFAULT_TIMEOUT,
+            env: dict | None = None) -> Result:
+        """Run the runtime to its end with INPUT on stdin; a hang is killed after TIMEOUT seconds."""
+        with self.popen(*args, as_user=as_user, env=env, input=input) as c:
+            return c.finish(timeout=timeout)
+
+
+# --------------------------------------------------------------------------- what a test may leave behind
+
+
+@dataclass
+class HostState:
+    mounts: set
+    cgroups: set
+    pids: set
+    tmp: set
+
+
+def udocker_cgroups() -> set[str]:
+    """Every cgroup directory named udocker* (not the shared v2 parent 'udocker') in every hierarchy."""
+    found = set()
+    for hierarchy in cgroup_hierarchies():
+        for dirpath, dirnames, _ in os.walk(hierarchy):
+            for d in dirnames:
+                if d.startswith("udocker") and d != "udocker":
+                    found.add(os.path.join(dirpath, d))
+    return found
+
+
+def tmp_entries() -> set[str]:
+    import tempfile
+    dirs = {tempfile.gettempdir(), "/tmp"}
+    found = set()
+    for d in dirs:
+        try:
+            found.update(os.path.join(d, e) for e in os.listdir(d) if e.startswith("udocker"))
+        except OSError:
+            pass
+    return found
+
+
+def snapshot() -> HostState:
+    return HostState(mount_table(), udocker_cgroups(), set(all_pids()), tmp_entries())
+
+
+def ours(pid: int, session: str, paths: list[str]) -> bool:
+    """Was process PID started by this test session? (Its environment carries the session's
+    token, it descends from this test process, or it lives in / names one of our directories.)"""
+    if session and f"{SESSION_ENV}={session}".encode() in (_read_bytes(f"/proc/{pid}/environ") or b""):
+        return True
+    p, me = pid, os.getpid()
+    for _ in range(64):
+        p = ppid_of(p)
+        if p is None or p <= 1:
+            break
+        if p == me:
+            return True
+    text = " ".join(cmdline(pid))
+    try:
+        root = os.readlink(f"/proc/{pid}/root")
+    except OSError:
+        root = "/"
+    return any(path and (path in text or root == path or root.startswith(path + "/")) for path in paths)
+
+
+def _read_bytes(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+#: where a runtime's mounts can land on the host: root filesystems and image stores live here
+WATCHED_MOUNT_DIRS = ("/tmp", "/var/tmp", "/var/lib/udocker", "/var/lib/container-workshop")
+
+
+def _under(path: str, prefixes) -> bool:
+    return any(path == p or path.startswith(p.rstrip("/") + "/") for p in prefixes if p)
+
+
+def leftovers(before: HostState, session: str, paths: list[str], mount_dirs: list[str] = ()) -> list[str]:
+    """What is on the host now that was not in BEFORE and that this session made.
+
+    PATHS: the session's directories (a process living in one, or naming one,
+    is ours). New mounts count when they are in one of PATHS or MOUNT_DIRS, in a
+    temporary or udocker directory, or on top of an existing mount point (proc
+    over /proc): so that a disk someone mounts elsewhere meanwhile does not fail
+    a test.
+    """
+    import tempfile
+
+    problems = []
+    watched = [*WATCHED_MOUNT_DIRS, tempfile.gettempdir(), *paths, *mount_dirs]
+    old_points = {m[1] for m in before.mounts}
+    for m in sorted(mount_table() - before.mounts):
+        if _under(m[1], watched) or m[1] in old_points:
+            problems.append(f"mount {m[2]} {m[3]} on {m[1]}")
+    for d in sorted(udocker_cgroups() - before.cgroups):
+        problems.append(f"cgroup {d}")
+    for pid in sorted(set(all_pids()) - before.pids):
+        if pid != os.getpid() and ours(pid, session, paths):
+            state = (read(f"/proc/{pid}/stat") or "").rsplit(")", 1)[-1].split()[:1]
+            if state:
+                problems.append(f"process {pid} ({' '.join(cmdline(pid)) or '?'}) state {state[0]}")
+    for t in sorted(tmp_entries() - before.tmp):
+        problems.append(f"temporary {t}")
+    return problems
+
+
+def clean_up(problems_before: list[str], before: HostState, session: str, paths: list[str]) -> None:
+    """Kill the processes and remove the cgroups a test left, so that the next test starts clean."""
+    for pid in sorted(set(all_pids()) - before.pids):
+        if pid != os.getpid() and ours(pid, session, paths):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+    time.sleep(0.1)
+    for d in sorted(udocker_cgroups() - before.cgroups, key=len, reverse=True):
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
