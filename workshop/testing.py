@@ -303,8 +303,9 @@ class Container:
         self.returncode: int | None = None
         self.rusage = None
         self.timed_out: float | None = None
+        self._feeder: threading.Thread | None = None
         if stdin_data is not None:
-            self.write(stdin_data)
+            self.feed(stdin_data, close=True)
 
     def _pump(self, stream, buffer: bytearray):
         while True:
@@ -336,6 +337,15 @@ class Container:
             self.proc.stdin.flush()
         except (BrokenPipeError, ValueError):
             pass
+
+    def feed(self, text: str, close: bool = False) -> None:
+        """Write TEXT to stdin from a thread (a command that does not read cannot block the test)."""
+        def writer():
+            self.write(text)
+            if close:
+                self.close_stdin()
+        self._feeder = threading.Thread(target=writer, daemon=True)
+        self._feeder.start()
 
     def close_stdin(self) -> None:
         try:
@@ -405,8 +415,10 @@ class Container:
         self.returncode = self.proc.returncode
         for t in self._readers:
             t.join(2.0)  # a process the runtime left behind may hold the pipes open
-        streams = [self.proc.stdin] + [s for s, t in zip((self.proc.stdout, self.proc.stderr), self._readers)
-                                       if not t.is_alive()]  # closing a stream being read would block
+        # closing a stream that another thread is reading or writing would block
+        streams = [s for s, t in zip((self.proc.stdout, self.proc.stderr), self._readers) if not t.is_alive()]
+        if self._feeder is None or not self._feeder.is_alive():
+            streams.append(self.proc.stdin)
         for s in streams:
             try:
                 s.close()
@@ -422,8 +434,9 @@ class Container:
     def finish(self, input: str | None = None, timeout: float = DEFAULT_TIMEOUT, rusage: bool = False) -> Result:
         """Send INPUT (if any), close stdin, wait for the runtime to exit (or kill it after TIMEOUT)."""
         if input is not None:
-            self.write(input)
-        self.close_stdin()
+            self.feed(input, close=True)
+        elif self._feeder is None:
+            self.close_stdin()
         deadline = time.monotonic() + timeout
         while self.proc.poll() is None if not rusage else not self._exited_nowait():
             if time.monotonic() > deadline:

@@ -64,13 +64,14 @@ def build_parser():
         help="how many processes the container may have at once",
     )
     # <<<
-    # >>> step 8: Add the options that override the image's config: -e/--env KEY=VALUE (repeatable), -w/--workdir DIR and --entrypoint CMD.
+    # >>> step 8: Add the options that override the image's config: -e/--env KEY=VALUE (repeatable), -w/--workdir DIR, --entrypoint CMD and -u/--user USER[:GROUP].
     run.add_argument(
         "-e", "--env", action="append", default=[], metavar="KEY=VALUE",
         help="set an environment variable (repeatable)",
     )
     run.add_argument("-w", "--workdir", metavar="DIR", help="the working directory")
     run.add_argument("--entrypoint", metavar="CMD", help="replace the image's Entrypoint")
+    run.add_argument("-u", "--user", metavar="USER[:GROUP]", help="replace the image's User")
     run.add_argument(
         "image", metavar="IMAGE",
         help="an image (busybox, 127.0.0.1:5000/workshop/busybox:latest) or a root filesystem directory (a path starting with / or .)",
@@ -117,4 +118,7 @@ def main(argv=None):
     except OSError as error:  # the kernel refused something: say what, without a traceback
         print(f"udocker: {error}", file=sys.stderr)
         return EXIT_RUNTIME_ERROR
+    except KeyboardInterrupt:  # Ctrl-C before the container started (during a pull, say)
+        print("udocker: interrupted", file=sys.stderr)
+        return 130
     return 0

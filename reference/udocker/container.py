@@ -21,9 +21,8 @@ from udocker.errors import (
 # >>> step 6: Import the cgroups module.
 from udocker import cgroups
 # <<<
-# >>> step 8: Import the process module (the image's command, env, workdir, user) and the image store.
+# >>> step 8: Import the process module: the image's command, env, working directory and user.
 from udocker import process
-from udocker.image import store as image_store
 # <<<
 
 # Signals a user sends to stop or poke a container: we pass them on to it.
@@ -51,10 +50,7 @@ def run(args):
         args.layers = None
         args.process = process.from_directory(args)
     else:
-        image = resolve_image(args.image)
-        args.layers = image.layer_dirs
-        args.rootfs = os.path.join(image_store.default_root(), "mnt", "rootfs")
-        args.process = process.from_image(image.config, args)
+        prepare_image(args)
     # --- before
     # >>> step 3: Check that IMAGE is a directory with something in it, and remember its absolute path in args.rootfs (check_rootfs).
     args.rootfs = check_rootfs(args.image)
@@ -181,7 +177,7 @@ def contain(args):
     syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
     # >>> step 8: For an image, mount its root filesystem first: the layers under a fresh writable overlay (mount_overlay).
     if args.layers:
-        mount_overlay(args.layers, args.rootfs)
+        mount_overlay(args.layers, args.rootfs, args.rootless)
     # <<<
     enter_rootfs(args.rootfs)
     # --- before
@@ -293,15 +289,21 @@ def write_file(path, text):
 # <<<
 
 
-# >>> step 8: Find the image in the store, or pull it first, as `docker run` does.
-def resolve_image(name):
-    """The stored image that `name` refers to (pulled if need be): its layers and config."""
-    from udocker.image import resolve  # the image modules load only for images
+# >>> step 8: Find the image in the store (pulling it if need be, as `docker run` does), and stack its layers under a writable overlay when the container starts.
+def prepare_image(args):
+    """Get IMAGE's layers and config; say where its root filesystem will be mounted."""
+    # The image modules load only here, so that `run DIRECTORY` stays quick.
+    from udocker.image.lookup import resolve
+    from udocker.image.store import default_root
 
-    return resolve(name)
+    image = resolve(args.image)
+    args.layers = image.layer_dirs
+    args.rootfs = os.path.join(default_root(), "mnt", "rootfs")
+    args.rootless = os.geteuid() != 0  # decided now: inside the user namespace we are uid 0
+    args.process = process.from_image(image.config, args)
 
 
-def mount_overlay(layers, rootfs):
+def mount_overlay(layers, rootfs, rootless):
     """Stack the image's layers under a writable layer, at rootfs (overlayfs).
 
     The writable layer lives on a tmpfs mounted in the container's own mount
@@ -315,6 +317,8 @@ def mount_overlay(layers, rootfs):
     for directory in (upper, work, rootfs):
         os.mkdir(directory)
     # overlayfs lists the lower layers topmost first; an image lists them base first.
-    lower = ":".join(reversed(layers))
-    syscalls.mount("overlay", rootfs, "overlay", 0, f"lowerdir={lower},upperdir={upper},workdir={work}")
+    options = f"lowerdir={':'.join(reversed(layers))},upperdir={upper},workdir={work}"
+    if rootless:  # an unprivileged pull marks opaque directories with user.* xattrs
+        options += ",userxattr"
+    syscalls.mount("overlay", rootfs, "overlay", 0, options)
 # <<<

@@ -7,7 +7,7 @@ them; the command line overrides them, with the same rules as `docker run`:
     argv     = (--entrypoint, else Entrypoint) + (COMMAND [ARG...], else Cmd)
     env      = Env, then each -e KEY=VALUE (a bare -e KEY copies ours)
     workdir  = -w, else WorkingDir, else /   (created if missing)
-    user     = User ("name", "uid", "uid:gid" or "name:group"), else root
+    user     = -u, else User ("name", "uid", "uid:gid" or "name:group"), else root
 """
 import os
 from dataclasses import dataclass, field
@@ -27,7 +27,7 @@ class Process:
 
 def from_image(config, args):
     """The process an image runs, given its config and the `udocker run` options."""
-    # >>> step 8: Combine the image's config with the command line: argv from Entrypoint and Cmd (COMMAND replaces Cmd, --entrypoint replaces Entrypoint and drops Cmd), env from Env then -e, the working directory from WorkingDir then -w.
+    # >>> step 8: Combine the image's config with the command line: argv from Entrypoint and Cmd (COMMAND replaces Cmd, --entrypoint replaces Entrypoint and drops Cmd), env from Env then -e, the working directory from WorkingDir then -w, the user from User then -u.
     if args.entrypoint is not None:
         entrypoint = [args.entrypoint] if args.entrypoint else []
         cmd = args.command  # docker drops the image's Cmd along with its Entrypoint
@@ -39,7 +39,8 @@ def from_image(config, args):
         raise UdockerError("the image has no Entrypoint or Cmd: give a COMMAND after the IMAGE")
     env = parse_env(config.get("Env") or [])
     env.update(parse_env(args.env))
-    return Process(argv, env, args.workdir or config.get("WorkingDir") or "/", config.get("User") or "")
+    workdir = args.workdir or config.get("WorkingDir") or "/"
+    return Process(argv, env, workdir, args.user or config.get("User") or "")
     # --- before
     raise UdockerError("running images is not implemented yet: that is step 8")
     # <<<
@@ -49,7 +50,7 @@ def from_directory(args):
     """The process for a root filesystem directory: the command, our environment plus -e."""
     env = dict(os.environ)
     env.update(parse_env(args.env))
-    return Process(args.command, env, args.workdir or "/")
+    return Process(args.command, env, args.workdir or "/", args.user or "")
 
 
 def parse_env(pairs):
@@ -74,10 +75,16 @@ def become(process, hostname):
     os.environ.clear()
     os.environ.update(env)  # what os.execvp searches PATH in and passes on
     if process.user:
-        if can_setgroups():
-            os.setgroups([])  # drop root's supplementary groups
-        os.setgid(gid)  # before setuid: after it we may no longer change groups
-        os.setuid(uid)
+        try:
+            if can_setgroups():
+                os.setgroups([])  # drop root's supplementary groups
+            os.setgid(gid)  # before setuid: after it we may no longer change groups
+            os.setuid(uid)
+        except OSError:  # EINVAL: the id is not mapped in our user namespace
+            raise UdockerError(
+                f"cannot become user {process.user!r} (uid {uid}, gid {gid}): a rootless"
+                " container maps uid 0 only; run as root, or pass --user 0"
+            ) from None
     os.makedirs(process.workdir, exist_ok=True)
     os.chdir(process.workdir)
     # <<<

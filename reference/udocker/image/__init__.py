@@ -15,11 +15,3 @@
 The modules import nothing heavy at import time: `requests` is loaded by
 registry.py, which only a pull imports.
 """
-
-# >>> step 8: Export resolve: what `udocker run IMAGE` asks the image store for (imported when called, so that `run DIRECTORY` loads none of this).
-def resolve(reference, store=None):
-    """The stored image REFERENCE names, pulled first if need be: see lookup.resolve."""
-    from udocker.image import lookup
-
-    return lookup.resolve(reference, store)
-# <<<

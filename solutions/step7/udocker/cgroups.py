@@ -204,5 +204,8 @@ def read_file(path):
 
 
 def write_file(path, text):
-    with open(path, "w") as file:
-        file.write(text)
+    try:
+        with open(path, "w") as file:
+            file.write(text)
+    except OSError as error:  # EBUSY, EINVAL, EACCES: name the file, it says which rule bit
+        raise UdockerError(f"cannot write {text!r} to {path}: {error.strerror}") from None

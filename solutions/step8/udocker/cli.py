@@ -55,6 +55,7 @@ def build_parser():
     )
     run.add_argument("-w", "--workdir", metavar="DIR", help="the working directory")
     run.add_argument("--entrypoint", metavar="CMD", help="replace the image's Entrypoint")
+    run.add_argument("-u", "--user", metavar="USER[:GROUP]", help="replace the image's User")
     run.add_argument(
         "image", metavar="IMAGE",
         help="an image (busybox, 127.0.0.1:5000/workshop/busybox:latest) or a root filesystem directory (a path starting with / or .)",
@@ -81,4 +82,7 @@ def main(argv=None):
     except OSError as error:  # the kernel refused something: say what, without a traceback
         print(f"udocker: {error}", file=sys.stderr)
         return EXIT_RUNTIME_ERROR
+    except KeyboardInterrupt:  # Ctrl-C before the container started (during a pull, say)
+        print("udocker: interrupted", file=sys.stderr)
+        return 130
     return 0

@@ -17,7 +17,6 @@ from udocker.errors import (
 
 from udocker import cgroups
 from udocker import process
-from udocker.image import store as image_store
 
 # Signals a user sends to stop or poke a container: we pass them on to it.
 FORWARDED_SIGNALS = (
@@ -41,10 +40,7 @@ def run(args):
         args.layers = None
         args.process = process.from_directory(args)
     else:
-        image = resolve_image(args.image)
-        args.layers = image.layer_dirs
-        args.rootfs = os.path.join(image_store.default_root(), "mnt", "rootfs")
-        args.process = process.from_image(image.config, args)
+        prepare_image(args)
     args.hostname = args.hostname or args.container_id
     args.cgroup = cgroups.create(
         f"udocker-{args.container_id}",
@@ -142,7 +138,7 @@ def contain(args):
     syscalls.unshare(syscalls.CLONE_NEWNS)
     syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
     if args.layers:
-        mount_overlay(args.layers, args.rootfs)
+        mount_overlay(args.layers, args.rootfs, args.rootless)
     enter_rootfs(args.rootfs)
     process.become(args.process, args.hostname)
     execute(args.process.argv)
@@ -233,14 +229,20 @@ def write_file(path, text):
         file.write(text)
 
 
-def resolve_image(name):
-    """The stored image that `name` refers to (pulled if need be): its layers and config."""
-    from udocker.image import resolve  # the image modules load only for images
+def prepare_image(args):
+    """Get IMAGE's layers and config; say where its root filesystem will be mounted."""
+    # The image modules load only here, so that `run DIRECTORY` stays quick.
+    from udocker.image.lookup import resolve
+    from udocker.image.store import default_root
 
-    return resolve(name)
+    image = resolve(args.image)
+    args.layers = image.layer_dirs
+    args.rootfs = os.path.join(default_root(), "mnt", "rootfs")
+    args.rootless = os.geteuid() != 0  # decided now: inside the user namespace we are uid 0
+    args.process = process.from_image(image.config, args)
 
 
-def mount_overlay(layers, rootfs):
+def mount_overlay(layers, rootfs, rootless):
     """Stack the image's layers under a writable layer, at rootfs (overlayfs).
 
     The writable layer lives on a tmpfs mounted in the container's own mount
@@ -254,5 +256,7 @@ def mount_overlay(layers, rootfs):
     for directory in (upper, work, rootfs):
         os.mkdir(directory)
     # overlayfs lists the lower layers topmost first; an image lists them base first.
-    lower = ":".join(reversed(layers))
-    syscalls.mount("overlay", rootfs, "overlay", 0, f"lowerdir={lower},upperdir={upper},workdir={work}")
+    options = f"lowerdir={':'.join(reversed(layers))},upperdir={upper},workdir={work}"
+    if rootless:  # an unprivileged pull marks opaque directories with user.* xattrs
+        options += ",userxattr"
+    syscalls.mount("overlay", rootfs, "overlay", 0, options)

@@ -37,4 +37,7 @@ def main(argv=None):
     except OSError as error:  # the kernel refused something: say what, without a traceback
         print(f"udocker: {error}", file=sys.stderr)
         return EXIT_RUNTIME_ERROR
+    except KeyboardInterrupt:  # Ctrl-C before the container started (during a pull, say)
+        print("udocker: interrupted", file=sys.stderr)
+        return 130
     return 0

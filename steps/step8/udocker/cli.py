@@ -50,7 +50,7 @@ def build_parser():
         help="how many processes the container may have at once",
     )
     # TODO(step 8): Add the options that override the image's config: -e/--env KEY=VALUE
-    #   (repeatable), -w/--workdir DIR and --entrypoint CMD.
+    #   (repeatable), -w/--workdir DIR, --entrypoint CMD and -u/--user USER[:GROUP].
     run.add_argument(
         "image", metavar="IMAGE", help="the container's root filesystem (a directory)"
     )
@@ -77,4 +77,7 @@ def main(argv=None):
     except OSError as error:  # the kernel refused something: say what, without a traceback
         print(f"udocker: {error}", file=sys.stderr)
         return EXIT_RUNTIME_ERROR
+    except KeyboardInterrupt:  # Ctrl-C before the container started (during a pull, say)
+        print("udocker: interrupted", file=sys.stderr)
+        return 130
     return 0

@@ -16,8 +16,8 @@ from udocker.errors import (
 )
 
 from udocker import cgroups
-# TODO(step 8): Import the process module (the image's command, env, workdir, user) and
-#   the image store.
+# TODO(step 8): Import the process module: the image's command, env, working directory
+#   and user.
 
 # Signals a user sends to stop or poke a container: we pass them on to it.
 FORWARDED_SIGNALS = (
@@ -230,4 +230,5 @@ def write_file(path, text):
         file.write(text)
 
 
-# TODO(step 8): Find the image in the store, or pull it first, as `docker run` does.
+# TODO(step 8): Find the image in the store (pulling it if need be, as `docker run`
+#   does), and stack its layers under a writable overlay when the container starts.

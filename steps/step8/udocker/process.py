@@ -6,7 +6,7 @@ them; the command line overrides them, with the same rules as `docker run`:
     argv     = (--entrypoint, else Entrypoint) + (COMMAND [ARG...], else Cmd)
     env      = Env, then each -e KEY=VALUE (a bare -e KEY copies ours)
     workdir  = -w, else WorkingDir, else /   (created if missing)
-    user     = User ("name", "uid", "uid:gid" or "name:group"), else root
+    user     = -u, else User ("name", "uid", "uid:gid" or "name:group"), else root
 """
 import os
 from dataclasses import dataclass, field
@@ -28,7 +28,8 @@ def from_image(config, args):
     """The process an image runs, given its config and the `udocker run` options."""
     # TODO(step 8): Combine the image's config with the command line: argv from
     #   Entrypoint and Cmd (COMMAND replaces Cmd, --entrypoint replaces Entrypoint and
-    #   drops Cmd), env from Env then -e, the working directory from WorkingDir then -w.
+    #   drops Cmd), env from Env then -e, the working directory from WorkingDir then -w,
+    #   the user from User then -u.
     raise UdockerError("running images is not implemented yet: that is step 8")
 
 
@@ -36,7 +37,7 @@ def from_directory(args):
     """The process for a root filesystem directory: the command, our environment plus -e."""
     env = dict(os.environ)
     env.update(parse_env(args.env))
-    return Process(args.command, env, args.workdir or "/")
+    return Process(args.command, env, args.workdir or "/", args.user or "")
 
 
 def parse_env(pairs):

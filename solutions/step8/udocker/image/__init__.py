@@ -14,9 +14,3 @@
 The modules import nothing heavy at import time: `requests` is loaded by
 registry.py, which only a pull imports.
 """
-
-def resolve(reference, store=None):
-    """The stored image REFERENCE names, pulled first if need be: see lookup.resolve."""
-    from udocker.image import lookup
-
-    return lookup.resolve(reference, store)

@@ -14,6 +14,3 @@
 The modules import nothing heavy at import time: `requests` is loaded by
 registry.py, which only a pull imports.
 """
-
-# TODO(step 8): Export resolve: what `udocker run IMAGE` asks the image store for
-#   (imported when called, so that `run DIRECTORY` loads none of this).

@@ -19,11 +19,6 @@ class Image:
     config: dict = field(default_factory=dict)  # Env, WorkingDir, Entrypoint, Cmd, User (any may be missing)
 
 
-def is_directory_image(image):
-    """`run /path` and `run ./path` run a root filesystem directory, anything else an image."""
-    return image.startswith(("/", "."))
-
-
 def resolve(reference, store=None):
     """The stored image REFERENCE names, pulled first when it is not stored."""
     reference = parse_reference(reference)
