@@ -76,8 +76,8 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("impl", [pytest.param(path, id=_rel(path))], scope="function")
         return
     step = step_of(metafunc.definition.path)
-    if step is None:
-        metafunc.parametrize("impl", [pytest.param(None, id="no-step")])
+    if step is None:  # a test outside tests/stepN: it needs --impl
+        metafunc.parametrize("impl", [pytest.param(None, id="no-impl")])
         return
     guard = metafunc.definition.get_closest_marker("guard") is not None
     params = [pytest.param(path, id=_rel(path))
@@ -87,7 +87,7 @@ def pytest_generate_tests(metafunc):
         params.append(pytest.param(start, id=_rel(start), marks=pytest.mark.xfail(
             strict=True, reason=f"starting code of step {step}: must fail until the step is done")))
     if not params:  # no silent skip: a test with nothing to run against fails and says why
-        params = [pytest.param(Path(f"(no implementation of step {step})"), id="missing")]
+        params = [pytest.param(None, id="missing")]
     metafunc.parametrize("impl", params)
 
 
@@ -180,12 +180,15 @@ def _nobody_home(session_dir) -> Path:
 
 
 @pytest.fixture
-def udocker(impl, _shared_impls, _nobody_home, session_token) -> testing.Udocker:
+def udocker(request, impl, _shared_impls, _nobody_home, session_token) -> testing.Udocker:
     """The implementation under test: .run(...) and .popen(...) its CLI."""
-    if impl is None or not (Path(impl) / "udocker").is_dir():
-        where = impl if impl is not None else "this folder"
-        pytest.fail(f"no udocker package in {where}: expected {where}/udocker/__main__.py "
-                    "(run `python3 -m workshop.generate`, or pass --impl DIR)")
+    if impl is None:
+        step = step_of(request.node.path)
+        pytest.fail(f"no implementation to test: neither solutions/stepK (K >= {step}) nor steps/step{step} "
+                    "exists; run `python3 -m workshop.generate`, or pass --impl DIR" if step is not None
+                    else "this test needs --impl DIR", pytrace=False)
+    if not (Path(impl) / "udocker" / "__main__.py").is_file():
+        pytest.fail(f"no udocker package in {impl}: expected {impl}/udocker/__main__.py", pytrace=False)
     impl = Path(impl)
     return testing.Udocker(impl=impl, shared_impl=_shared_impls(impl), session=session_token, home=_nobody_home)
 

@@ -12,7 +12,9 @@ import shlex
 import sys
 import time
 
-import pytest
+sys.path.insert(0, os.getcwd())  # as `python -m pytest` does: the repository's own packages first
+
+import pytest  # noqa: E402
 
 COMMON = ["-p", "no:cacheprovider", "-v", "--color=no", "--tb=short"]
 
@@ -34,7 +36,11 @@ def main(specs):
         else:
             print(f"$ pytest {shlex.join(args)}", flush=True)
             start = time.monotonic()
-            rc = int(pytest.main(args + COMMON))
+            try:
+                rc = int(pytest.main(args + COMMON))
+            except BaseException as error:  # pytest itself broke: still close the check
+                print(f"pytest.main raised {error!r}", flush=True)
+                rc = 4
             if rc == pytest.ExitCode.NO_TESTS_COLLECTED:
                 print(f"no test was selected by `pytest {shlex.join(args)}`: the suite has none for this check", flush=True)
             print(f"({time.monotonic() - start:.0f} s)", flush=True)

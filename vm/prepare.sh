@@ -42,12 +42,18 @@ fi
 # 2. the kernel: vmlinuz + the dozen modules, from linux-image-amd64's current target
 mkdir -p "$CACHE"
 if [ "$REFRESH" = 1 ] || [ ! -s "$CACHE/vmlinuz" ] || [ ! -s "$CACHE/kernel-version" ]; then
-  pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
-  [ -n "$pkg" ] || die "apt-cache knows no linux-image-amd64 (run apt-get update)"
+  kernel_pkg() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'; }
+  download() { (cd "$tmp" && apt-get download -qq "$pkg" >/dev/null 2>&1); }
+  pkg=$(kernel_pkg)
+  [ -n "$pkg" ] || { say "apt-get update (apt knows no linux-image-amd64 yet)"; apt-get update -qq >/dev/null 2>&1 || true; pkg=$(kernel_pkg); }
+  [ -n "$pkg" ] || die "apt knows no linux-image-amd64, even after apt-get update: is this Debian's archive?"
   say "downloading $pkg (about 70 MB) into $CACHE"
   tmp=$(mktemp -d "$CACHE/tmp.XXXXXX")
   trap 'rm -rf "$tmp"' EXIT
-  (cd "$tmp" && apt-get download -qq "$pkg" 2>/dev/null) || die "apt-get download $pkg failed (no network, or stale lists: apt-get update)"
+  if ! download; then  # stale lists name a kernel the mirror no longer has
+    say "apt-get update and retry"; apt-get update -qq >/dev/null 2>&1 || true
+    pkg=$(kernel_pkg); download || die "apt-get download ${pkg:-linux-image-amd64} failed (no network to Debian's archive?)"
+  fi
   deb=$(ls "$tmp"/*.deb)
   wanted="./boot/vmlinuz-*"
   for m in $MODULES; do wanted="$wanted ./lib/modules/*/$m.ko"; done
@@ -72,15 +78,15 @@ stamp=$( (cat "$HERE/init"; echo "$MODULES"; cat "$CACHE/kernel-version"; sha256
 if [ "$(cat "$CACHE/initrd.stamp" 2>/dev/null)" != "$stamp" ] || [ ! -s "$CACHE/initrd.gz" ]; then
   say "building the initramfs $CACHE/initrd.gz"
   tmp=$(mktemp -d "$CACHE/tmp.XXXXXX")
-  trap 'rm -rf "$tmp"' EXIT
+  trap 'rm -rf "$tmp" "$tmp.gz"' EXIT
   mkdir -p "$tmp"/bin "$tmp"/lib/modules "$tmp"/dev "$tmp"/proc "$tmp"/sys "$tmp"/mnt "$tmp"/host "$tmp"/newroot
   cp /bin/busybox "$tmp/bin/busybox"
   ln -s busybox "$tmp/bin/sh"
   for m in $MODULES; do cp "$CACHE/modules/$m.ko" "$tmp/lib/modules/"; done
-  echo "$MODULES" | tr -s ' \n' '\n\n' | sed '/^$/d' > "$tmp/lib/modules/order"
+  printf '%s\n' $MODULES > "$tmp/lib/modules/order"  # load order, for init
   install -m 0755 "$HERE/init" "$tmp/init"
-  (cd "$tmp" && find . | /bin/busybox cpio -o -H newc 2>/dev/null) | gzip -1 > "$CACHE/initrd.gz.new"
-  mv "$CACHE/initrd.gz.new" "$CACHE/initrd.gz"
+  (cd "$tmp" && find . | /bin/busybox cpio -o -H newc 2>/dev/null) | gzip -1 > "$tmp.gz"
+  mv "$tmp.gz" "$CACHE/initrd.gz"  # atomic: a VM booting meanwhile reads the old or the new one
   echo "$stamp" > "$CACHE/initrd.stamp"
   rm -rf "$tmp"; trap - EXIT
 elif [ "$QUIET" = 0 ]; then

@@ -177,6 +177,15 @@ def descendants(pid: int) -> list[int]:
     return result
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far, from /proc/PID/stat."""
+    stat = read(f"/proc/{pid}/stat")
+    if not stat:
+        raise AssertionError(f"cannot read /proc/{pid}/stat (did the process exit?)")
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 def status_field(pid: int, name: str) -> list[str]:
     """A line of /proc/PID/status, split: status_field(pid, 'Uid') -> ['0', '0', '0', '0']."""
     for line in (read(f"/proc/{pid}/status") or "").splitlines():
@@ -471,6 +480,9 @@ class Udocker:
     shared_impl: Path | None = None  # a world-readable copy, for runs as nobody
     session: str = field(default_factory=lambda: secrets.token_hex(8))
     home: Path | None = None  # HOME for runs as nobody
+
+    def __post_init__(self):
+        self.impl = Path(self.impl).resolve()
 
     def command(self, args, as_user: bool) -> tuple[list[str], str, dict, str]:
         args = [str(a) for a in args]

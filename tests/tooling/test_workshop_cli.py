@@ -808,7 +808,9 @@ def test_selftest_passes_arguments_and_exit_status(mini):
     r = workshop("selftest", "tests/step1", "-q", "-p", "no:cacheprovider")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "2 passed" in r.stdout
-    assert "python3 -m pytest tests/step1 -q" in r.stderr
+    assert "python3 -m pytest -m 'not network' tests/step1 -q" in r.stderr
+    r = workshop("selftest", "--network", "tests/step1", "-q", "-p", "no:cacheprovider")
+    assert r.returncode == 0 and "python3 -m pytest tests/step1 -q" in r.stderr
     r = workshop("selftest", "tests/step1", "-k", "exit_status", "--impl", "steps/step1", "-p", "no:cacheprovider")
     assert r.returncode == 1 and "1 failed" in r.stdout
     assert workshop("selftest", "tests/no_such_dir", "-p", "no:cacheprovider").returncode == 4
