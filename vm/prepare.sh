@@ -58,6 +58,7 @@ if [ "$REFRESH" = 1 ] || [ ! -s "$CACHE/vmlinuz" ] || [ ! -s "$CACHE/kernel-vers
   wanted="./boot/vmlinuz-*"
   for m in $MODULES; do wanted="$wanted ./lib/modules/*/$m.ko"; done
   members=$(dpkg-deb --fsys-tarfile "$deb" | tar -t | while read -r p; do
+    # shellcheck disable=SC2254  # $w is a glob pattern on purpose
     for w in $wanted; do case $p in $w) echo "$p" ;; esac; done; done)
   dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp" $members
   rm -rf "$CACHE/modules" && mkdir "$CACHE/modules"

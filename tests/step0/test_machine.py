@@ -35,7 +35,7 @@ def test_machine_checks_are_fast():
     start = time.perf_counter()
     results = environment.run_checks()
     took = time.perf_counter() - start
-    assert took < 1.0, f"expected the machine checks to take < 1 s, got {took:.2f} s"
+    assert took < 2.0, f"expected the machine checks to take < 2 s, got {took:.2f} s"
     for check in results:
         assert isinstance(check, environment.Check) and check.name and check.detail, check
         assert check.ok or check.fix, f"expected a fix for the failed check {check.name}, got none"

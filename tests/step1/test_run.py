@@ -84,3 +84,21 @@ def test_runtime_waits_for_the_command(udocker, rootfs):
         c.result().check(c.proc.poll() is None, "udocker to keep running while its command runs",
                          "it exited")
         c.finish(input="\n").expect_exit(0).expect_stdout(ready + "\n")
+
+
+def test_other_signals_are_forwarded_to_the_command(udocker, rootfs):
+    names = ("HUP", "QUIT", "USR1", "USR2")
+    ready = token("ready")
+    traps = "; ".join(f'trap "echo got-{name}" {name}' for name in names)
+    script = f'{traps}; trap "exit 9" TERM; echo {ready}; while :; do sleep 0.1; done'
+    with udocker.popen("run", rootfs, "sh", "-c", script) as c:
+        c.wait_for(ready)
+        for name in names:
+            c.signal(getattr(signal, f"SIG{name}"))
+            c.wait_for(f"got-{name}")
+        c.signal(signal.SIGTERM)
+        c.finish().expect_exit(9).expect_stdout(f"{ready}\n" + "".join(f"got-{name}\n" for name in names))
+
+
+def test_empty_command_is_not_found(udocker, rootfs):
+    udocker.run("run", rootfs, "").expect_error(127)  # like docker: no file has the name ""

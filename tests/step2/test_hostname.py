@@ -39,3 +39,9 @@ def test_host_hostname_is_unchanged(udocker, rootfs):
     result.check(during == host, f"the host's hostname to stay {host!r} while the container runs", repr(during))
     after = socket.gethostname()
     result.check(after == host, f"the host's hostname to stay {host!r} after the container ran", repr(after))
+
+
+def test_hostname_of_64_characters_at_most(udocker, rootfs):
+    longest = (token("h") * 6)[:64]  # the kernel's limit: 64 characters
+    udocker.run("run", "--hostname", longest, rootfs, "hostname").expect_exit(0).expect_stdout(longest + "\n")
+    udocker.run("run", "--hostname", longest + "x", rootfs, "hostname").expect_error(125, "hostname")

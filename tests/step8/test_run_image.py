@@ -194,3 +194,22 @@ def test_rootless_run_applies_whiteouts_and_opaque_directories(cli, udocker):
     finally:
         import shutil
         shutil.rmtree(udocker.home / ".local" / "share" / "udocker", ignore_errors=True)
+
+
+# --- step 6's cgroup limits hold for images --------------------------------------------------------
+
+
+def test_memory_limit_holds_for_images(stored):
+    cli = stored(BUSYBOX)
+    result = cli("run", "-m", "32m", cli.ref(BUSYBOX), "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1")
+    result.expect_exit(137)
+    result.check("memory" in result.stderr.lower(), "udocker to say the container ran out of memory",
+                 repr(result.stderr))
+
+
+def test_pids_limit_holds_for_images(stored):
+    cli = stored(BUSYBOX)
+    result = cli("run", "--pids-limit", "8", cli.ref(BUSYBOX), "sh", "-c", "for i in $(seq 20); do sleep 1 & done")
+    result.check(result.returncode != 0 and "fork" in result.stderr,
+                 "the shell to fail to fork its 8th process (\"can't fork\") and exit non-zero",
+                 f"exit {result.returncode}, stderr {result.stderr!r}")

@@ -175,12 +175,7 @@ class Cgroup:
 
     def remove(self):
         """Remove the cgroup's directories (the container has exited)."""
-        remove_dirs(self.paths)
-        if self.unified:
-            try:  # the shared parent too, once no container uses it
-                os.rmdir(os.path.join(CGROUP_ROOT, "udocker"))
-            except OSError:
-                pass
+        remove_dirs(self.paths)  # not v2's shared udocker/: another container may be starting in it
 
 
 def remove_dirs(paths):
