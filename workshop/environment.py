@@ -197,7 +197,7 @@ def check_namespaces() -> Check:
         return Check("namespaces", True, "uts, pid, mount and user namespaces can be created")
     fix = ("run as root (sudo -i)" if os.geteuid() != 0
            else "use a kernel with CONFIG_UTS_NS, CONFIG_PID_NS and CONFIG_USER_NS, outside a restricted "
-                "container (the workshop's VM works: see the README, "The workshop's VM")")
+                "container (the workshop's VM works: see \"The workshop's VM\" in the README)")
     return Check("namespaces", False, "unshare failed for: " + ", ".join(failed), fix)
 
 
@@ -233,7 +233,7 @@ def check_unprivileged_userns() -> Check:
         detail += ": " + "; ".join(problems)
     fix = _sysctl_fix(fixes) if fixes else (
         "allow unprivileged user namespaces in the kernel configuration (CONFIG_USER_NS) "
-        "or run the workshop in its VM (the README, "The workshop's VM")")
+        "or run the workshop in its VM (see \"The workshop's VM\" in the README)")
     return Check("unprivileged user namespaces", False, detail, fix)
 
 

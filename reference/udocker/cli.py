@@ -26,6 +26,15 @@ class Parser(argparse.ArgumentParser):
         # <<<
 
 
+# >>> step 2: Check a --hostname before using it: sethostname(2) refuses more than 64 bytes with a bare EINVAL.
+def hostname(name):
+    """A valid --hostname: 1 to 64 bytes, as sethostname(2) takes them."""
+    if not 1 <= len(name.encode()) <= 64:
+        raise argparse.ArgumentTypeError(f"hostname {name!r} must be 1 to 64 characters long")
+    return name
+# <<<
+
+
 def build_parser():
     """Describe udocker's command line: `udocker run [OPTIONS] IMAGE COMMAND [ARG...]`."""
     # >>> step 0: Build the parser: a `run` subcommand with an IMAGE and the COMMAND with its ARGs (argparse.REMAINDER keeps the command's own options away from ours).
@@ -43,7 +52,10 @@ def build_parser():
     )
     # >>> step 2: Add the --hostname option.
     run.add_argument(
-        "--hostname", metavar="NAME", help="the container's hostname (default: its id)"
+        "--hostname",
+        type=hostname,
+        metavar="NAME",
+        help="the container's hostname (default: its id)",
     )
     # <<<
     # >>> step 6: Add the resource limits: -m/--memory SIZE, --cpus N and --pids-limit N.

@@ -13,6 +13,13 @@ class Parser(argparse.ArgumentParser):
         raise UdockerError(f"{message} (see 'udocker --help')")
 
 
+def hostname(name):
+    """A valid --hostname: 1 to 64 bytes, as sethostname(2) takes them."""
+    if not 1 <= len(name.encode()) <= 64:
+        raise argparse.ArgumentTypeError(f"hostname {name!r} must be 1 to 64 characters long")
+    return name
+
+
 def build_parser():
     """Describe udocker's command line: `udocker run [OPTIONS] IMAGE COMMAND [ARG...]`."""
     parser = Parser(
@@ -28,7 +35,10 @@ def build_parser():
         description="Run COMMAND in a new container whose root filesystem is IMAGE.",
     )
     run.add_argument(
-        "--hostname", metavar="NAME", help="the container's hostname (default: its id)"
+        "--hostname",
+        type=hostname,
+        metavar="NAME",
+        help="the container's hostname (default: its id)",
     )
     run.add_argument(
         "image", metavar="IMAGE", help="the container's root filesystem (a directory)"

@@ -61,10 +61,9 @@ def child_main(args):
         report(error, error.exit_code)
     except OSError as error:
         report(f"cannot set up the container: {error}", EXIT_RUNTIME_ERROR)
-    except BaseException:  # a bug in udocker: show it, but never run the parent's code
-        import traceback
-
-        traceback.print_exc()
+    except BaseException as error:  # a bug in udocker (no traceback module past pivot_root)
+        report(f"internal error: {type(error).__name__}: {error}", EXIT_RUNTIME_ERROR)
+    finally:  # whatever happened, the child must never return into the parent's code
         os._exit(EXIT_RUNTIME_ERROR)
 
 
@@ -121,6 +120,8 @@ def execute(argv):
     """Replace this process with the command (execvp(3)); raise UdockerError when that fails."""
     try:
         os.execvp(argv[0], argv)
+    except ValueError:  # an empty command name: nothing to find, as docker says
+        raise UdockerError("'': command not found", EXIT_NOT_FOUND) from None
     except FileNotFoundError:
         raise UdockerError(f"{argv[0]}: command not found", EXIT_NOT_FOUND) from None
     except (PermissionError, IsADirectoryError):
@@ -135,9 +136,16 @@ def check_rootfs(image):
     """Return IMAGE's absolute path, or raise UdockerError saying what is wrong with it."""
     rootfs = os.path.abspath(image)
     hint = "build one with `python3 -m workshop.rootfs`, or give another directory"
-    if not os.path.isdir(rootfs):
-        raise UdockerError(f"root filesystem {image!r} is not a directory; {hint}")
-    if not os.listdir(rootfs):
+    try:
+        entries = os.listdir(rootfs)
+    except (FileNotFoundError, NotADirectoryError):
+        raise UdockerError(f"root filesystem {image!r} is not a directory; {hint}") from None
+    except PermissionError:
+        raise UdockerError(
+            f"cannot read the root filesystem {image!r} (permission denied); "
+            "give a directory this user can read, or run as root"
+        ) from None
+    if not entries:
         raise UdockerError(f"root filesystem {image!r} is empty; {hint}")
     return rootfs
 

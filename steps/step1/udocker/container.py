@@ -50,10 +50,9 @@ def child_main(args):
         report(error, error.exit_code)
     except OSError as error:
         report(f"cannot set up the container: {error}", EXIT_RUNTIME_ERROR)
-    except BaseException:  # a bug in udocker: show it, but never run the parent's code
-        import traceback
-
-        traceback.print_exc()
+    except BaseException as error:  # a bug in udocker (no traceback module past pivot_root)
+        report(f"internal error: {type(error).__name__}: {error}", EXIT_RUNTIME_ERROR)
+    finally:  # whatever happened, the child must never return into the parent's code
         os._exit(EXIT_RUNTIME_ERROR)
 
 

@@ -13,6 +13,10 @@ class Parser(argparse.ArgumentParser):
         raise UdockerError(f"{message} (see 'udocker --help')")
 
 
+# TODO(step 2): Check a --hostname before using it: sethostname(2) refuses more than 64
+#   bytes with a bare EINVAL.
+
+
 def build_parser():
     """Describe udocker's command line: `udocker run [OPTIONS] IMAGE COMMAND [ARG...]`."""
     parser = Parser(

@@ -58,10 +58,9 @@ def child_main(args):
         report(error, error.exit_code)
     except OSError as error:
         report(f"cannot set up the container: {error}", EXIT_RUNTIME_ERROR)
-    except BaseException:  # a bug in udocker: show it, but never run the parent's code
-        import traceback
-
-        traceback.print_exc()
+    except BaseException as error:  # a bug in udocker (no traceback module past pivot_root)
+        report(f"internal error: {type(error).__name__}: {error}", EXIT_RUNTIME_ERROR)
+    finally:  # whatever happened, the child must never return into the parent's code
         os._exit(EXIT_RUNTIME_ERROR)
 
 
@@ -117,6 +116,8 @@ def execute(argv):
     """Replace this process with the command (execvp(3)); raise UdockerError when that fails."""
     try:
         os.execvp(argv[0], argv)
+    except ValueError:  # an empty command name: nothing to find, as docker says
+        raise UdockerError("'': command not found", EXIT_NOT_FOUND) from None
     except FileNotFoundError:
         raise UdockerError(f"{argv[0]}: command not found", EXIT_NOT_FOUND) from None
     except (PermissionError, IsADirectoryError):
