@@ -43,7 +43,10 @@ def _from_git(step: int, dest: Path) -> bool:
     if archive.returncode != 0 or not archive.stdout:
         return False
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-        tar.extractall(dest, filter="data")
+        if hasattr(tarfile, "data_filter"):  # Python 3.11.4+; our own git archive either way
+            tar.extractall(dest, filter="data")
+        else:
+            tar.extractall(dest)
     return True
 
 
