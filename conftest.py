@@ -215,3 +215,21 @@ def nothing_left_behind(request, session_token, session_dir, tmp_path_factory):
         testing.clean_up(problems, before, session_token, paths)
         pytest.fail("the test left this behind on the host:\n  " + "\n  ".join(problems), pytrace=False)
 
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed check shows its hint and what to read, from workshop/steps.toml (the one place for them)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    step = step_of(item.path)
+    if step is None:
+        return
+    from workshop import meta
+
+    hint = meta.check_hint(step, item.name)
+    if hint:
+        read = ", ".join(meta.check_read(step, item.name))
+        report.sections.append(("hint", f"{hint}\nread: {read}" if read else hint))
