@@ -2,14 +2,13 @@
 import argparse
 import sys
 
+# >>> step 6: Import the cgroups module: --memory is parsed by cgroups.parse_size.
+from udocker import cgroups
+# <<<
 # >>> step 1: Import the container module, where `udocker run` does its work.
 from udocker import container
 # <<<
 from udocker.errors import EXIT_RUNTIME_ERROR, UdockerError
-
-# >>> step 6: Import the cgroups module: --memory is parsed by cgroups.parse_size.
-from udocker import cgroups
-# <<<
 # >>> step 7: Import the image commands: pull, images and rmi.
 from udocker.image import commands as image_commands
 # <<<

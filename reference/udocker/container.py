@@ -8,6 +8,12 @@ import os
 import signal
 import sys
 
+# >>> step 6: Import the cgroups module.
+from udocker import cgroups
+# <<<
+# >>> step 8: Import the process module: the image's command, env, working directory and user.
+from udocker import process
+# <<<
 # >>> step 2: Import the syscalls module (unshare, sethostname, mount, ...).
 from udocker import syscalls
 # <<<
@@ -17,13 +23,6 @@ from udocker.errors import (
     EXIT_RUNTIME_ERROR,
     UdockerError,
 )
-
-# >>> step 6: Import the cgroups module.
-from udocker import cgroups
-# <<<
-# >>> step 8: Import the process module: the image's command, env, working directory and user.
-from udocker import process
-# <<<
 
 # Signals a user sends to stop or poke a container: we pass them on to it.
 FORWARDED_SIGNALS = (

@@ -15,7 +15,6 @@ from udocker.errors import (
     UdockerError,
 )
 
-
 # Signals a user sends to stop or poke a container: we pass them on to it.
 FORWARDED_SIGNALS = (
     signal.SIGINT,

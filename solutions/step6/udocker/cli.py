@@ -2,10 +2,9 @@
 import argparse
 import sys
 
+from udocker import cgroups
 from udocker import container
 from udocker.errors import EXIT_RUNTIME_ERROR, UdockerError
-
-from udocker import cgroups
 
 
 class Parser(argparse.ArgumentParser):

@@ -7,6 +7,8 @@ import os
 import signal
 import sys
 
+from udocker import cgroups
+from udocker import process
 from udocker import syscalls
 from udocker.errors import (
     EXIT_NOT_EXECUTABLE,
@@ -14,9 +16,6 @@ from udocker.errors import (
     EXIT_RUNTIME_ERROR,
     UdockerError,
 )
-
-from udocker import cgroups
-from udocker import process
 
 # Signals a user sends to stop or poke a container: we pass them on to it.
 FORWARDED_SIGNALS = (

@@ -2,10 +2,9 @@
 import argparse
 import sys
 
+# TODO(step 6): Import the cgroups module: --memory is parsed by cgroups.parse_size.
 from udocker import container
 from udocker.errors import EXIT_RUNTIME_ERROR, UdockerError
-
-# TODO(step 6): Import the cgroups module: --memory is parsed by cgroups.parse_size.
 
 
 class Parser(argparse.ArgumentParser):

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 
+# TODO(step 6): Import the cgroups module.
 from udocker import syscalls
 from udocker.errors import (
     EXIT_NOT_EXECUTABLE,
@@ -14,8 +15,6 @@ from udocker.errors import (
     EXIT_RUNTIME_ERROR,
     UdockerError,
 )
-
-# TODO(step 6): Import the cgroups module.
 
 # Signals a user sends to stop or poke a container: we pass them on to it.
 FORWARDED_SIGNALS = (

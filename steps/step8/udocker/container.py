@@ -7,6 +7,9 @@ import os
 import signal
 import sys
 
+from udocker import cgroups
+# TODO(step 8): Import the process module: the image's command, env, working directory
+#   and user.
 from udocker import syscalls
 from udocker.errors import (
     EXIT_NOT_EXECUTABLE,
@@ -14,10 +17,6 @@ from udocker.errors import (
     EXIT_RUNTIME_ERROR,
     UdockerError,
 )
-
-from udocker import cgroups
-# TODO(step 8): Import the process module: the image's command, env, working directory
-#   and user.
 
 # Signals a user sends to stop or poke a container: we pass them on to it.
 FORWARDED_SIGNALS = (
