@@ -17,6 +17,9 @@ from udocker import process
 # >>> step 2: Import the syscalls module (unshare, sethostname, mount, ...).
 from udocker import syscalls
 # <<<
+# >>> step 4: Import the devices module (given): it fills the container's /dev.
+from udocker import devices
+# <<<
 from udocker.errors import (
     EXIT_NOT_EXECUTABLE,
     EXIT_NOT_FOUND,
@@ -35,9 +38,6 @@ FORWARDED_SIGNALS = (
 )
 # Like `docker stop`: how long a container may ignore SIGINT/SIGTERM before SIGKILL.
 STOP_TIMEOUT = float(os.environ.get("UDOCKER_STOP_TIMEOUT", "10"))
-# >>> step 4: The device files a container gets in its own /dev, bind-mounted from the host's.
-DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
-# <<<
 
 
 def run(args):
@@ -232,13 +232,13 @@ def check_rootfs(image):
 # <<<
 
 
-# >>> step 4: Switch into the root filesystem for good: mount the container's own /proc and /dev in it, then pivot_root(2) into it and detach the host's old root.
+# >>> step 4: Switch into the root filesystem for good: mount the container's own /proc in it (mount_proc) and its /dev (devices.mount_dev, given), then pivot_root(2) into it and detach the host's old root.
 def enter_rootfs(rootfs):
     """Make rootfs the root mount of this mount namespace, with /proc and /dev."""
     # pivot_root needs the new root to be a mount point: bind-mount it onto itself.
     syscalls.mount(rootfs, rootfs, None, syscalls.MS_BIND | syscalls.MS_REC)
     mount_proc(os.path.join(rootfs, "proc"))
-    mount_dev(os.path.join(rootfs, "dev"))
+    devices.mount_dev(os.path.join(rootfs, "dev"))
     os.chdir(rootfs)
     # pivot_root(".", ".") stacks the old root on top of the new one, at "/";
     # detaching it leaves the container with no way back to the host's files.
@@ -252,22 +252,6 @@ def mount_proc(target):
     os.makedirs(target, exist_ok=True)
     flags = syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC
     syscalls.mount("proc", target, "proc", flags)
-
-
-def mount_dev(target):
-    """A small /dev on a tmpfs, holding bind mounts of a few harmless host devices."""
-    os.makedirs(target, exist_ok=True)
-    syscalls.mount("tmpfs", target, "tmpfs", syscalls.MS_NOSUID, "mode=755")
-    for name in DEVICES:
-        device = os.path.join(target, name)
-        open(device, "w").close()  # a bind mount needs a file to mount on
-        try:
-            syscalls.mount(f"/dev/{name}", device, None, syscalls.MS_BIND)
-        except OSError:  # the host lacks it (no /dev/tty without a terminal, say)
-            os.unlink(device)
-    for fd, name in enumerate(("stdin", "stdout", "stderr")):
-        os.symlink(f"/proc/self/fd/{fd}", os.path.join(target, name))
-    os.symlink("/proc/self/fd", os.path.join(target, "fd"))
 # <<<
 
 

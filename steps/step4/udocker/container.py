@@ -8,6 +8,7 @@ import signal
 import sys
 
 from udocker import syscalls
+# TODO(step 4): Import the devices module (given): it fills the container's /dev.
 from udocker.errors import (
     EXIT_NOT_EXECUTABLE,
     EXIT_NOT_FOUND,
@@ -26,8 +27,6 @@ FORWARDED_SIGNALS = (
 )
 # Like `docker stop`: how long a container may ignore SIGINT/SIGTERM before SIGKILL.
 STOP_TIMEOUT = float(os.environ.get("UDOCKER_STOP_TIMEOUT", "10"))
-# TODO(step 4): The device files a container gets in its own /dev, bind-mounted from the
-#   host's.
 
 
 def run(args):
@@ -153,4 +152,5 @@ def check_rootfs(image):
 
 
 # TODO(step 4): Switch into the root filesystem for good: mount the container's own
-#   /proc and /dev in it, then pivot_root(2) into it and detach the host's old root.
+#   /proc in it (mount_proc) and its /dev (devices.mount_dev, given), then pivot_root(2)
+#   into it and detach the host's old root.
