@@ -333,6 +333,9 @@ class Cleaner:
             if not mounts:
                 break
             for m in mounts:
+                # a propagated mount is listed twice, and one umount takes both copies
+                if m.mount_id not in {n.mount_id for n in read_mounts()}:
+                    continue
                 a = Action("mount", m.mountpoint, f"{m.fstype} {m.source}".strip())
                 err = _umount(m.mountpoint)
                 if err is None:

@@ -95,3 +95,19 @@ def test_stop_timeout_kills_a_pid_1_that_ignores_sigterm(udocker, rootfs):
         result = c.finish(timeout=5)
     result.expect_exit(128 + signal.SIGKILL)
     result.check("udocker: " in result.stderr, "udocker to say why it killed the container", repr(result.stderr))
+
+
+def test_old_root_is_detached(udocker, rootfs):
+    """After pivot_root, the host's root is unmounted: the container sees its own few mounts only."""
+    tag, ready = token("tag"), token("ready")
+    with udocker.popen("run", rootfs, "sh", "-c", hold(ready, tag)) as c:
+        c.wait_for(ready)
+        pid = c.find_process("sh", tag)
+        inside = testing.mounts(pid)  # mount points relative to the container's root
+        result = c.finish(input="\n")
+    result.expect_exit(0)
+    points = [m.mountpoint for m in inside]
+    foreign = [p for p in points if p != "/" and not p.startswith(("/proc", "/dev"))]
+    result.check(points.count("/") == 1 and not foreign,
+                 f"one mount on / and the container's own /proc and /dev only (/proc/{pid}/mountinfo)",
+                 f"{points.count('/')} on /, and also {sorted(set(foreign))[:8]}")

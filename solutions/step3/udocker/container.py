@@ -49,6 +49,10 @@ def start(args):
 
 def child_main(args):
     """The child's life: become the container, or report why not. Never returns."""
+    # Start the command with default dispositions, as runc does: not with our
+    # handlers, nor with the SIG_IGN a shell gives its background jobs.
+    for signum in FORWARDED_SIGNALS:
+        signal.signal(signum, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
     try:
         contain(args)
@@ -84,8 +88,8 @@ def wait_for(pid):
 
     def kill(signum, frame):
         print(
-            f"udocker: the container ignored the stop signal for {STOP_TIMEOUT:g} s"
-            " (as PID 1, it ignores signals it has no handler for); killing it",
+            f"udocker: the container did not stop within {STOP_TIMEOUT:g} s of the stop signal"
+            " (a PID 1 ignores signals it has no handler for); killing it",
             file=sys.stderr,
             flush=True,
         )
@@ -129,7 +133,7 @@ def execute(argv):
 def check_rootfs(image):
     """Return IMAGE's absolute path, or raise UdockerError saying what is wrong with it."""
     rootfs = os.path.abspath(image)
-    hint = "build one with `python3 -m workshop.rootfs`, or give another directory"
+    hint = "give a root filesystem directory, such as /var/lib/container-workshop/busybox (setup.sh builds it)"
     try:
         entries = os.listdir(rootfs)
     except (FileNotFoundError, NotADirectoryError):

@@ -16,7 +16,7 @@ class Parser(argparse.ArgumentParser):
 def hostname(name):
     """A valid --hostname: 1 to 64 bytes, as sethostname(2) takes them."""
     if not 1 <= len(name.encode()) <= 64:
-        raise argparse.ArgumentTypeError(f"hostname {name!r} must be 1 to 64 characters long")
+        raise argparse.ArgumentTypeError(f"hostname {name!r} must be 1 to 64 bytes long")
     return name
 
 
