@@ -237,7 +237,7 @@ def score_line(result: Result, only_step: bool = False) -> str:
     if cur["total"] and cur["passed"] == cur["total"]:
         line = f"step {step}: {_all_pass(cur['total'])}"
     else:
-        line = f"step {step}: {cur['passed']} of {cur['total']} checks"
+        line = f"step {step}: {cur['passed']} of {cur['total']} checks pass"
     if only_step or step == 0:
         return line
     earlier = [e for s, e in groups.items() if s != step]

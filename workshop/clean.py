@@ -295,7 +295,7 @@ class Cleaner:
     def plan(self) -> list[Action]:
         procs, cgroups, dirs = self._targets()
         actions = [Action("process", str(pid), why) for pid, why in procs]
-        actions += [Action("cgroup", d, f"{len(_cgroup_pids(d))} processes") for d in cgroups]
+        actions += [Action("cgroup", d, _count(len(_cgroup_pids(d)), "process", "processes")) for d in cgroups]
         actions += [Action("mount", m.mountpoint, f"{m.fstype} {m.source}".strip()) for m in self.find_mounts()]
         actions += [Action("directory", d, "container state") for d in dirs]
         return actions
@@ -321,7 +321,7 @@ class Cleaner:
             a = Action("cgroup", cg)
             try:
                 killed = _remove_cgroup(cg, self.kill_timeout)
-                a.detail = f"killed {killed} processes" if killed else "empty"
+                a.detail = f"killed {_count(killed, 'process', 'processes')}" if killed else "empty"
                 a.done = True
             except OSError as e:
                 a.error = e.strerror or str(e)
@@ -509,3 +509,8 @@ def default_rootfs_dirs() -> list[str]:
         return [str(rootfs.default_dest())]
     except Exception:  # the module is optional for this
         return [os.environ.get("WORKSHOP_ROOTFS") or "/var/lib/container-workshop/busybox"]
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+

@@ -119,6 +119,9 @@ def build_argv(step: int, impl: Path, report: str, only_step: bool = False,
     argv = [sys.executable, "-m", "pytest", *suites, "--impl", paths.rel(impl) if _inside(impl, root) else str(impl),
             "-p", "workshop.pytest_report", "--workshop-report", report,
             "-p", "no:cacheprovider", "--rootdir", str(root), "--continue-on-collection-errors", "-q", *(extra or [])]
+    config = root / "pyproject.toml"
+    if config.is_file():  # say which: an existing path among the arguments could win otherwise
+        argv[argv.index("--rootdir"):argv.index("--rootdir")] = ["-c", str(config)]
     return argv, missing
 
 

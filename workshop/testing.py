@@ -36,7 +36,9 @@ from pathlib import Path
 
 from workshop.environment import cgroup_layout
 
-NOBODY = 65534
+#: the unprivileged user of rootless runs: not nobody (65534), which is also the kernel's overflow
+#: id, so a runtime that reads its ids after unshare(CLONE_NEWUSER) would pass unnoticed
+NOBODY = 4242
 SETPRIV = ("setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups")
 #: the system python: the one a rootless user can run (a pyenv one lives under /root, mode 0700)
 SYSTEM_PYTHON = "/usr/bin/python3"

@@ -43,7 +43,7 @@ STOP_TIMEOUT = float(os.environ.get("UDOCKER_STOP_TIMEOUT", "10"))
 def run(args):
     """Run args.command in a new container; return its exit status."""
     args.container_id = os.urandom(6).hex()
-    # >>> step 8: IMAGE is a root filesystem directory when it is a path (it starts with / or .); anything else names an image: pull it unless it is stored (resolve_image), run it on an overlay of its layers, and take the process from its config (process.from_image).
+    # >>> step 8: IMAGE is a root filesystem directory when it is a path (it starts with / or .); anything else names an image: pull it unless it is stored (prepare_image), run it on an overlay of its layers, and take the process from its config (process.from_image).
     if args.image.startswith(("/", ".")):
         args.rootfs = check_rootfs(args.image)
         args.layers = None
@@ -259,7 +259,7 @@ def mount_proc(target):
 # <<<
 
 
-# >>> step 5: Enter a new user namespace and map uid and gid 0 in it to our own uid and gid (user_namespaces(7)).
+# >>> step 5: Enter a new user namespace and map uid and gid 0 in it to our own uid and gid (user_namespaces(7)): write 'deny' to /proc/self/setgroups, then the uid_map and gid_map files (a write_file helper keeps it short).
 def enter_user_namespace():
     """Become root of a new user namespace: container uid/gid 0 is our own uid/gid."""
     uid, gid = os.geteuid(), os.getegid()
@@ -270,11 +270,12 @@ def enter_user_namespace():
         write_file("/proc/self/setgroups", "deny")
         write_file("/proc/self/uid_map", f"0 {uid} 1")
         write_file("/proc/self/gid_map", f"0 {gid} 1")
-    except PermissionError:
+    except PermissionError as error:  # name what failed: it may be the kernel, or the code
         raise UdockerError(
-            "this kernel does not let unprivileged users create user namespaces; "
-            "allow it with `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`"
-            " (Ubuntu 24.04) or `sudo sysctl -w kernel.unprivileged_userns_clone=1`"
+            f"cannot create the user namespace ({error.filename or 'unshare'}: {error.strerror});"
+            " if this kernel forbids it to unprivileged users, allow it with"
+            " `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0` (Ubuntu 24.04)"
+            " or `sudo sysctl -w kernel.unprivileged_userns_clone=1`"
         ) from None
 
 

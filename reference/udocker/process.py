@@ -48,7 +48,10 @@ def from_directory(args):
     """The process for a root filesystem directory: the command, our environment plus -e."""
     env = dict(os.environ)
     env.update(parse_env(args.env))
-    return Process(args.command, env, args.workdir or "/", args.user or "")
+    argv = ([args.entrypoint] if args.entrypoint else []) + args.command
+    if not argv:
+        raise UdockerError("nothing to run: give a COMMAND after the IMAGE directory")
+    return Process(argv, env, args.workdir or "/", args.user or "")
 
 
 def parse_env(pairs):
@@ -67,11 +70,12 @@ def parse_env(pairs):
 
 def become(process, hostname):
     """In the container, after pivot_root: take on the process's user, directory and environment."""
-    # >>> step 8: Become the image's process: set the environment (with PATH, HOSTNAME and HOME defaults), switch to its user (setgid before setuid), then create and enter its working directory.
+    # >>> step 8: Become the image's process: set the environment (with PATH, HOSTNAME and HOME defaults), create its working directory (as root), switch to its user (setgid before setuid), then enter the working directory.
     uid, gid, home = lookup_user(process.user)
     env = {"PATH": DEFAULT_PATH, "HOSTNAME": hostname, "HOME": home, **process.env}
     os.environ.clear()
     os.environ.update(env)  # what os.execvp searches PATH in and passes on
+    os.makedirs(process.workdir, exist_ok=True)  # as root, like docker: the user may not be allowed to
     if process.user:
         try:
             if can_setgroups():
@@ -83,7 +87,6 @@ def become(process, hostname):
                 f"cannot become user {process.user!r} (uid {uid}, gid {gid}): a rootless"
                 " container maps uid 0 only; run as root, or pass --user 0"
             ) from None
-    os.makedirs(process.workdir, exist_ok=True)
     os.chdir(process.workdir)
     # <<<
 

@@ -1,5 +1,5 @@
-"""Step 5: rootless containers. Run by an ordinary user (here: nobody, uid 65534, through setpriv),
-udocker creates a user namespace in which that user is root (uid 0 <-> 65534, one id)."""
+"""Step 5: rootless containers. Run by an ordinary user (here: uid 4242, through setpriv),
+udocker creates a user namespace in which that user is root (uid 0 <-> 4242, one id)."""
 
 import random
 

@@ -108,6 +108,18 @@ def test_image_user_is_used(stored):
                  repr(result.stdout))
 
 
+def test_workdir_is_created_before_switching_user(stored):
+    """Like docker, the working directory is made as root: the image's user may not be allowed to."""
+    cli = stored("workshop/user:latest")
+    cli("run", "-w", "/srv/made", cli.ref("workshop/user:latest"), "sh", "-c", "pwd; id -u") \
+        .expect_exit(0).expect_stdout("/srv/made\n65534\n")
+
+
+def test_entrypoint_option_with_a_directory_image(udocker, rootfs):
+    udocker.run("run", "--entrypoint", "/bin/echo", rootfs, "from", "a", "directory") \
+        .expect_exit(0).expect_stdout("from a directory\n")
+
+
 # --- one writable layer per run ------------------------------------------------------------------------
 
 

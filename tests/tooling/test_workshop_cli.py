@@ -203,7 +203,7 @@ def test_check_broken_step_shows_command_expected_got_hint_and_fails(mini):
     assert "stdout: ''" in out  # the runtime's output, from the test's message
     assert meta.check_hint(1, "test_exit_status_is_the_commands") in " ".join(out.split())
     assert "read:     man 2 fork" in out
-    assert "step 1: 0 of 2 checks; step 0 still passes" in out
+    assert "step 1: 0 of 2 checks pass; step 0 still passes" in out
     assert "workshop hint 1" in out
     st = state_of(mini)["steps"]["1"]
     assert st["status"] == "failing" and (st["passed"], st["total"]) == (1, 3)
@@ -216,7 +216,7 @@ def test_check_a_learners_syntax_error(mini):
     assert r.returncode == 1
     assert "SyntaxError" in r.stdout
     # the step-0 check breaks too: shown as a regression under step 0
-    assert "step 1: 0 of 2 checks; step 0: 1 of 1 checks now fail" in r.stdout
+    assert "step 1: 0 of 2 checks pass; step 0: 1 of 1 checks now fail" in r.stdout
     assert "✗  Step 0: The command line" in r.stdout
     assert "broke something an earlier step built" not in r.stdout  # step 1 fails too: fix it first
 

@@ -83,7 +83,7 @@ class Reference:
 
 
 def split_registry(name):
-    """Split 'host/rest' into (host, rest), or return (None, name) when there is no host part."""
+    """'busybox' -> ('docker.io', 'library/busybox'); '127.0.0.1:5000/a/b' -> ('127.0.0.1:5000', 'a/b')."""
     # >>> step 7: Docker's rule: the first component names a registry only when it has a '.' or a ':' (or is localhost, or has capitals), and a Docker Hub name without '/' is an official image under library/.
     first, slash, rest = name.partition("/")
     if slash and (any(c in first for c in ".:") or first == "localhost" or first != first.lower()):

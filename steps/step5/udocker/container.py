@@ -176,4 +176,5 @@ def mount_proc(target):
 
 
 # TODO(step 5): Enter a new user namespace and map uid and gid 0 in it to our own uid
-#   and gid (user_namespaces(7)).
+#   and gid (user_namespaces(7)): write 'deny' to /proc/self/setgroups, then the uid_map
+#   and gid_map files (a write_file helper keeps it short).

@@ -202,11 +202,12 @@ def enter_user_namespace():
         write_file("/proc/self/setgroups", "deny")
         write_file("/proc/self/uid_map", f"0 {uid} 1")
         write_file("/proc/self/gid_map", f"0 {gid} 1")
-    except PermissionError:
+    except PermissionError as error:  # name what failed: it may be the kernel, or the code
         raise UdockerError(
-            "this kernel does not let unprivileged users create user namespaces; "
-            "allow it with `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`"
-            " (Ubuntu 24.04) or `sudo sysctl -w kernel.unprivileged_userns_clone=1`"
+            f"cannot create the user namespace ({error.filename or 'unshare'}: {error.strerror});"
+            " if this kernel forbids it to unprivileged users, allow it with"
+            " `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0` (Ubuntu 24.04)"
+            " or `sudo sysctl -w kernel.unprivileged_userns_clone=1`"
         ) from None
 
 

@@ -35,7 +35,10 @@ def from_directory(args):
     """The process for a root filesystem directory: the command, our environment plus -e."""
     env = dict(os.environ)
     env.update(parse_env(args.env))
-    return Process(args.command, env, args.workdir or "/", args.user or "")
+    argv = ([args.entrypoint] if args.entrypoint else []) + args.command
+    if not argv:
+        raise UdockerError("nothing to run: give a COMMAND after the IMAGE directory")
+    return Process(argv, env, args.workdir or "/", args.user or "")
 
 
 def parse_env(pairs):
@@ -55,8 +58,8 @@ def parse_env(pairs):
 def become(process, hostname):
     """In the container, after pivot_root: take on the process's user, directory and environment."""
     # TODO(step 8): Become the image's process: set the environment (with PATH, HOSTNAME
-    #   and HOME defaults), switch to its user (setgid before setuid), then create and
-    #   enter its working directory.
+    #   and HOME defaults), create its working directory (as root), switch to its user
+    #   (setgid before setuid), then enter the working directory.
 
 
 def lookup_user(user):

@@ -82,7 +82,7 @@ class Reference:
 
 
 def split_registry(name):
-    """Split 'host/rest' into (host, rest), or return (None, name) when there is no host part."""
+    """'busybox' -> ('docker.io', 'library/busybox'); '127.0.0.1:5000/a/b' -> ('127.0.0.1:5000', 'a/b')."""
     first, slash, rest = name.partition("/")
     if slash and (any(c in first for c in ".:") or first == "localhost" or first != first.lower()):
         registry, repository = first, rest
