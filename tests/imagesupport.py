@@ -402,7 +402,8 @@ def expect_failure(result, *words):
 class ImageCli:
     """The udocker fixture, with UDOCKER_ROOT set to the test's store and a short HTTP timeout."""
 
-    TIMEOUT = "2"
+    # short, so that the stalled-registry test is quick; longer where everything is slow (the VM lane)
+    TIMEOUT = str(max(2.0, float(os.environ.get("WORKSHOP_TEST_TIMEOUT", "10")) / 3))
 
     def __init__(self, udocker, registry: Registry, store: StoreView):
         self.udocker, self.registry, self.store = udocker, registry, store

@@ -36,7 +36,9 @@ no_leftovers() {  # every container cgroup is gone (the shared v2 parent "udocke
 }
 
 check pure-cgroup-v2 pure_v2
-# The step suites, in one Python process (see vm/guest_pytest.py).
+# The step suites, in one Python process (see vm/guest_pytest.py). Under software
+# emulation a pull or a container start is several times slower: allow for it.
+export WORKSHOP_TEST_TIMEOUT=60
 "$PY" vm/guest_pytest.py \
   "step6-on-solutions-step6=tests/step6 --impl solutions/step6" \
   "step6-on-solutions-step8=tests/step6 --impl solutions/step8" \
