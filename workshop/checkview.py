@@ -221,9 +221,9 @@ def _short(con, t: dict, impl=None) -> None:
     if t.get("expected") and t.get("got"):
         line.append(f": expected {t['expected']}, got {t['got']}")
     elif t.get("message"):
-        first = _clean_message(t["message"]).splitlines()[:1]
-        if first:
-            line.append(f": {first[0]}")
+        lines = [l.strip() for l in _clean_message(t["message"]).splitlines() if l.strip()]
+        if lines:  # a first line that ends in ':' announces the next ("left this behind:")
+            line.append(": " + (" ".join(lines[:2]) if lines[0].endswith(":") else lines[0]))
     con.print(line)
     hint = _hint(t)
     if hint:
