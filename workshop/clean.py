@@ -31,6 +31,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from workshop.mountinfo import Mount
+from workshop.mountinfo import read as read_mounts
+
 MNT_DETACH = 2
 
 
@@ -41,47 +44,6 @@ class Action:
     detail: str = ""
     done: bool = False
     error: str = ""
-
-
-@dataclass
-class Mount:
-    mount_id: int
-    parent_id: int
-    mountpoint: str
-    fstype: str
-    source: str
-    options: str
-
-
-def _unescape(s: str) -> str:
-    """mountinfo escapes space, tab, newline and backslash as \\ooo."""
-    out, i = [], 0
-    while i < len(s):
-        if s[i] == "\\" and len(s[i + 1:i + 4]) == 3 and s[i + 1:i + 4].isdigit():
-            out.append(chr(int(s[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(s[i])
-            i += 1
-    return "".join(out)
-
-
-def read_mounts(mountinfo: str = "/proc/self/mountinfo") -> list[Mount]:
-    mounts = []
-    try:
-        text = Path(mountinfo).read_text()
-    except OSError:
-        return mounts
-    for line in text.splitlines():
-        f = line.split()
-        try:
-            sep = f.index("-", 6)
-            mounts.append(Mount(int(f[0]), int(f[1]), _unescape(f[4]), f[sep + 1],
-                                _unescape(f[sep + 2]) if len(f) > sep + 2 else "",
-                                _unescape(f[sep + 3]) if len(f) > sep + 3 else ""))
-        except (ValueError, IndexError):
-            continue
-    return mounts
 
 
 def _under(path: str, root: str, strictly: bool = True) -> bool:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from workshop import mountinfo
 from workshop import rootfs as _rootfs
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -124,19 +125,6 @@ def _rootless_probe() -> None:
     _libc_call("sethostname", b"probe", 5)
 
 
-def _mounts() -> list[tuple[str, str, str]]:
-    """(mount point, fs type, super options) of every mount, from /proc/self/mountinfo."""
-    result = []
-    for line in (_read("/proc/self/mountinfo") or "").splitlines():
-        fields = line.split()
-        try:
-            sep = fields.index("-")
-        except ValueError:
-            continue
-        result.append((fields[4].replace("\\040", " "), fields[sep + 1], fields[sep + 3] if len(fields) > sep + 3 else ""))
-    return result
-
-
 def cgroup_layout() -> tuple[str, dict[str, Path]]:
     """("v2" | "v1" | "hybrid" | "none", {controller: hierarchy mount point}).
 
@@ -145,7 +133,8 @@ def cgroup_layout() -> tuple[str, dict[str, Path]]:
     """
     v1: dict[str, Path] = {}
     v2_mounts = []
-    for mountpoint, fstype, opts in _mounts():
+    for mount in mountinfo.read():
+        mountpoint, fstype, opts = mount.mountpoint, mount.fstype, mount.options
         if fstype == "cgroup":
             for opt in opts.split(","):
                 if opt not in ("rw", "ro") and "=" not in opt:

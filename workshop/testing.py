@@ -23,7 +23,6 @@ container fails the test and is killed with all its processes.
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import shlex
 import signal
@@ -34,7 +33,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from workshop import mountinfo
 from workshop.environment import cgroup_layout
+from workshop.mountinfo import Mount
 
 #: the unprivileged user of rootless runs: not nobody (65534), which is also the kernel's overflow
 #: id, so a runtime that reads its ids after unshare(CLONE_NEWUSER) would pass unnoticed
@@ -203,27 +204,9 @@ def namespace(pid: int | str, kind: str) -> str:
     return os.readlink(f"/proc/{pid}/ns/{kind}")
 
 
-@dataclass(frozen=True)
-class Mount:
-    mount_id: str
-    root: str
-    mountpoint: str
-    fstype: str
-    source: str
-
-    def __str__(self):
-        return f"{self.fstype} {self.source} on {self.mountpoint}"
-
-
 def mounts(pid: int | str = "self") -> list[Mount]:
     """The mount table of a process, from /proc/PID/mountinfo (paths as that process sees them)."""
-    result = []
-    for line in (read(f"/proc/{pid}/mountinfo") or "").splitlines():
-        f = line.split()
-        sep = f.index("-")
-        unescape = lambda s: re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), s)  # noqa: E731
-        result.append(Mount(f[0], unescape(f[3]), unescape(f[4]), f[sep + 1], unescape(f[sep + 2])))
-    return result
+    return mountinfo.read(f"/proc/{pid}/mountinfo")
 
 
 def mount_table(pid: int | str = "self") -> set[tuple[str, str, str, str]]:
