@@ -7,16 +7,22 @@
 The reference (`reference/udocker/`) is ordinary Python with markers, the way
 Crafting Interpreters builds each chapter's snapshot from its final source:
 
-    # >>> step 4: <the learner's task, one sentence or two>
+    # >>> step 4: <the learner's task, one sentence or two,
+    # ... continued on lines like this one>
     ...code of step 4...
     # --- before
     ...what stands here before step 4 (optional; may hold earlier blocks)...
     # <<<
 
+    # >>> step 4 given
+    ...code that appears from step 4 on, given to the learner (an import, option wiring)...
+    # <<<
+
 A file whose first line is `# udocker: from step N` exists from step N on.
 `solutions/stepK` has each block's code when K >= its step, else its `before`
-part. `steps/stepK` (the learner's start) is `solutions/step(K-1)` with every
-step-K block shown as `# TODO(step K): <task>` followed by its `before` part.
+part. `steps/stepK` (the learner's start) is `solutions/step(K-1)` plus the
+given blocks of step K, with every other step-K block shown as
+`# TODO(step K): <task>` followed by its `before` part.
 """
 import argparse
 import dataclasses
@@ -28,11 +34,13 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-REFERENCE = REPO / "reference"
+from workshop import meta, paths
+
 KINDS = ("solutions", "steps")
 
-OPEN = re.compile(r"^(?P<indent>\s*)# >>> step (?P<step>\d+)(?::\s*(?P<todo>.*\S))?\s*$")
+OPEN = re.compile(
+    r"^(?P<indent>\s*)# >>> step (?P<step>\d+)(?P<given> given)?(?::\s*(?P<todo>.*\S))?\s*$")
+CONTINUED = re.compile(r"^\s*# \.\.\. (?P<text>.*\S)\s*$")
 BEFORE = re.compile(r"^\s*# --- before\s*$")
 CLOSE = re.compile(r"^\s*# <<<\s*$")
 FROM_STEP = re.compile(r"^# udocker: from step (\d+)\s*$")
@@ -46,10 +54,11 @@ class MarkerError(Exception):
 @dataclasses.dataclass
 class Block:
     step: int
-    todo: str
+    todo: str  # the learner's task; "" for a given block
     indent: str
     code: list  # lines and Blocks: the step's code
     before: list  # lines and Blocks: what stands there before the step
+    given: bool = False  # given code: in steps/stepN as it is, not as a TODO
 
 
 @dataclasses.dataclass
@@ -68,14 +77,24 @@ def parse(path, text):
     # A stack of (block, which list we are filling); the file itself is the bottom.
     top = []
     stack = [(None, top)]
+    opened = None  # the block whose TODO text may go on, on `# ...` lines
     for number, line in enumerate(lines, start=2 if first_step else 1):
         where = f"{path}:{number}"
+        if opened and (match := CONTINUED.match(line)):
+            opened.todo += " " + match.group("text")
+            continue
+        opened = None
         if match := OPEN.match(line):
-            if not match.group("todo"):
+            given = bool(match.group("given"))
+            if given and match.group("todo"):
+                raise MarkerError(f"{where}: a given block has no TODO text: '# >>> step N given'")
+            if not given and not match.group("todo"):
                 raise MarkerError(f"{where}: a step block needs a TODO text: '# >>> step N: <task>'")
-            block = Block(int(match.group("step")), match.group("todo"), match.group("indent"), [], [])
+            block = Block(int(match.group("step")), match.group("todo") or "", match.group("indent"),
+                          [], [], given)
             stack[-1][1].append(block)
             stack.append((block, block.code))
+            opened = None if given else block
         elif BEFORE.match(line):
             block, current = stack[-1]
             if block is None or current is block.before:
@@ -108,15 +127,17 @@ def todo_comment(block):
 
 
 def render_items(items, kind, step):
+    """Lines of kind/step{step}. kind "baseline" is what steps/stepN must equal, comments aside:
+    solutions/step(N-1) plus the given blocks of step N."""
     out = []
     for item in items:
         if isinstance(item, str):
             out.append(item)
-        elif kind == "solutions":
+        elif kind == "solutions" or item.given:
             out += render_items(item.code if step >= item.step else item.before, kind, step)
         elif item.step < step:
             out += render_items(item.code, kind, step)
-        elif item.step > step:
+        elif item.step > step or kind == "baseline":
             out += render_items(item.before, kind, step)
         else:
             out += todo_comment(item) + render_items(item.before, kind, step)
@@ -144,15 +165,22 @@ def render(source, kind, step):
     return tidy(render_items(source.items, kind, step))
 
 
-def load_sources():
+def repo():
+    """The repository whose reference/ we read and whose step folders we write."""
+    return paths.root()
+
+
+def load_sources(reference=None):
+    reference = Path(reference or repo() / "reference")
     sources = []
-    for path in sorted(REFERENCE.rglob("*.py")):
-        relative = path.relative_to(REFERENCE)
+    for path in sorted(reference.rglob("*.py")):
+        relative = path.relative_to(reference)
         sources.append(parse(relative, path.read_text()))
     return sources
 
 
-def last_step(sources):
+def marker_steps(sources):
+    """Every step number a marker or a `from step N` line names."""
     def steps(items):
         for item in items:
             if isinstance(item, Block):
@@ -160,12 +188,17 @@ def last_step(sources):
                 yield from steps(item.code)
                 yield from steps(item.before)
 
-    return max(max(steps(s.items), default=0) for s in sources) if sources else 0
+    return {n for s in sources for n in (s.first_step, *steps(s.items))}
 
 
 def targets(sources):
-    """Every (kind, step) folder the reference produces, e.g. ("steps", 4)."""
-    return [(kind, step) for kind in KINDS for step in range(last_step(sources) + 1)]
+    """Every (kind, step) folder the reference produces, e.g. ("steps", 4): one per step of steps.toml."""
+    numbers = meta.numbers()
+    unknown = sorted(marker_steps(sources) - set(numbers))
+    if unknown:
+        raise MarkerError(f"the reference names step {unknown[0]}, which workshop/steps.toml lacks: "
+                          "add its [[step]] entry")
+    return [(kind, step) for kind in KINDS for step in numbers]
 
 
 def write_folder(sources, kind, step, destination):
@@ -199,14 +232,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python3 -m workshop.generate", description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="only check that the folders are up to date")
     parser.add_argument("--only", metavar="KIND/stepN", help="one folder, e.g. steps/step4")
-    parser.add_argument("--out", metavar="DIR", type=Path, default=REPO, help="where to write (default: the repo)")
+    parser.add_argument("--out", metavar="DIR", type=Path, default=None, help="where to write (default: the repo)")
     args = parser.parse_args(argv)
+    args.out = args.out or repo()
     try:
         sources = load_sources()
+        wanted = targets(sources)
     except MarkerError as error:
         print(f"generate: {error}", file=sys.stderr)
         return 2
-    wanted = targets(sources)
     if args.only:
         wanted = [(k, s) for k, s in wanted if f"{k}/step{s}" == args.only.strip("/")]
         if not wanted:

@@ -199,6 +199,28 @@ def status_field(pid: int, name: str) -> list[str]:
     raise AssertionError(f"/proc/{pid}/status has no {name} line (did the process exit?)")
 
 
+def open_fds(pid: int | str) -> list[int]:
+    """The file descriptors a process holds open, from /proc/PID/fd."""
+    try:
+        return sorted(int(fd) for fd in os.listdir(f"/proc/{pid}/fd"))
+    except OSError as e:
+        raise AssertionError(f"cannot list /proc/{pid}/fd ({e.strerror}; did the process exit?)") from None
+
+
+def signal_set(pid: int | str, name: str) -> set[str]:
+    """The signals of a mask line of /proc/PID/status (SigBlk, SigIgn, SigCgt) by name: {'SIGINT', ...}."""
+    mask = int(status_field(pid, name)[0], 16)
+    return {signal.Signals(n).name if n in signal.valid_signals() else f"signal {n}"
+            for n in range(1, 65) if mask & (1 << (n - 1))}
+
+
+#: runs a command in a mount namespace of its own whose mounts are shared (among themselves only:
+#: made private first, so nothing propagates to the real host), as / is on a systemd machine like the
+#: workshop VM: a runtime that forgets to make its mounts private fails here as it would there
+SHARED_MOUNT_NAMESPACE = ("unshare", "--mount", "--propagation", "private", "--",
+                          "sh", "-c", 'mount --make-rshared / && exec "$@"', "sh")
+
+
 def namespace(pid: int | str, kind: str) -> str:
     """'pid:[4026531836]': the namespace of a process (pid may be 'self')."""
     return os.readlink(f"/proc/{pid}/ns/{kind}")
@@ -280,12 +302,13 @@ def kill_tree(pid: int) -> None:
 class Container:
     """A runtime started with Udocker.popen: read its output while it runs, signal it, finish it."""
 
-    def __init__(self, argv: list[str], shown: str, env: dict, cwd: str, stdin_data: str | None = None):
+    def __init__(self, argv: list[str], shown: str, env: dict, cwd: str, stdin_data: str | None = None,
+                 pass_fds: tuple = ()):
         self.argv, self.shown = argv, shown
         print(f"$ {shown}", flush=True)
         self.proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=env, cwd=cwd, start_new_session=True,
+            env=env, cwd=cwd, start_new_session=True, pass_fds=pass_fds,
         )
         self.pid = self.proc.pid
         self._out, self._err = bytearray(), bytearray()
@@ -470,8 +493,17 @@ class Udocker:
     def __post_init__(self):
         self.impl = Path(self.impl).resolve()
 
-    def command(self, args, as_user: bool) -> tuple[list[str], str, dict, str]:
-        args = [str(a) for a in args]
+    def command(self, args, as_user: bool, prefix: tuple = ()) -> tuple[list[str], str, dict, str]:
+        """The runtime's argv, as shown to the learner, its environment and directory.
+
+        PREFIX goes before it all: e.g. ``("unshare", "-m", "--propagation", "shared", "--")``
+        runs the runtime in a mount namespace of the test's making."""
+        argv, shown, env, cwd = self._command([str(a) for a in args], as_user)
+        if prefix:
+            argv, shown = [*prefix, *argv], f"{shlex.join(prefix)} {shown}"
+        return argv, shown, env, cwd
+
+    def _command(self, args, as_user: bool) -> tuple[list[str], str, dict, str]:
         if as_user:
             impl = self.shared_impl or self.impl
             env = {
@@ -490,16 +522,19 @@ class Udocker:
         env.update({"PYTHONPATH": str(impl), "PYTHONDONTWRITEBYTECODE": "1", SESSION_ENV: self.session})
         return argv, shown, env, str(impl)
 
-    def popen(self, *args, as_user: bool = False, env: dict | None = None, input: str | None = None) -> Container:
-        """Start the runtime; the caller reads, signals and finishes it (use it as a context manager)."""
-        argv, shown, full_env, cwd = self.command(args, as_user)
+    def popen(self, *args, as_user: bool = False, env: dict | None = None, input: str | None = None,
+              prefix: tuple = (), pass_fds: tuple = ()) -> Container:
+        """Start the runtime; the caller reads, signals and finishes it (use it as a context manager).
+
+        PASS_FDS: descriptors of the test that the runtime inherits (as a careless caller's would)."""
+        argv, shown, full_env, cwd = self.command(args, as_user, prefix)
         full_env.update(env or {})
-        return Container(argv, shown, full_env, cwd, stdin_data=input)
+        return Container(argv, shown, full_env, cwd, stdin_data=input, pass_fds=pass_fds)
 
     def run(self, *args, input: str | None = None, as_user: bool = False, timeout: float = DEFAULT_TIMEOUT,
-            env: dict | None = None) -> Result:
+            env: dict | None = None, prefix: tuple = (), pass_fds: tuple = ()) -> Result:
         """Run the runtime to its end with INPUT on stdin; a hang is killed after TIMEOUT seconds."""
-        with self.popen(*args, as_user=as_user, env=env, input=input) as c:
+        with self.popen(*args, as_user=as_user, env=env, input=input, prefix=prefix, pass_fds=pass_fds) as c:
             return c.finish(timeout=timeout)
 
 

@@ -18,6 +18,8 @@ CGROUP_ROOT = "/sys/fs/cgroup"
 CPU_PERIOD_US = 100_000  # the CFS scheduling period: a quota is a share of it
 SIZE_UNITS = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 MIN_MEMORY = 6 * 1024**2  # docker's minimum: below it a process barely starts
+MAX_MEMORY = 2**63 - 1  # memory.max and memory.limit_in_bytes are 64-bit counters
+PID_MAX_LIMIT = 4 * 1024**2  # the kernel's most pids (pid_max can be raised to it, not beyond)
 
 
 def parse_size(text):
@@ -30,6 +32,8 @@ def parse_size(text):
     size = int(number) * SIZE_UNITS[unit]
     if size < MIN_MEMORY:
         raise argparse.ArgumentTypeError(f"memory limit {text!r} is too small: give at least 6m")
+    if size > MAX_MEMORY:
+        raise argparse.ArgumentTypeError(f"memory limit {text!r} is larger than the kernel takes (8 EiB)")
     return size
 
 
@@ -37,7 +41,7 @@ def parse_cpus(text):
     """'0.5' -> 0.5: how many CPUs' worth of time the container may use."""
     cpus = float(text)
     available = os.cpu_count() or 1
-    if not 0.01 <= cpus <= available:
+    if not 0.01 <= cpus <= available:  # below 0.01 the quota is under the kernel's 1 ms minimum
         raise argparse.ArgumentTypeError(f"give between 0.01 and {available} (the CPUs of this machine)")
     return cpus
 
@@ -45,8 +49,8 @@ def parse_cpus(text):
 def parse_pids(text):
     """'10' -> 10: the most processes the container may have at once."""
     pids = int(text)
-    if pids < 1:
-        raise argparse.ArgumentTypeError("give at least 1")
+    if not 1 <= pids <= PID_MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"give between 1 and {PID_MAX_LIMIT} (the kernel's PID_MAX_LIMIT)")
     return pids
 
 
@@ -66,8 +70,10 @@ def create(name, memory=None, cpus=None, pids=None):
             "--memory, --cpus and --pids-limit need a cgroup, and a rootless run has none"
             " it may write to; run udocker as root (sudo) for resource limits"
         )
-    # >>> step 6: Create the container's cgroup (one directory per controller in v1), then write the limits into its files: memory.max/memory.limit_in_bytes, cpu.max/cpu.cfs_quota_us, pids.max.
-    unified = os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers"))
+    # >>> step 6: Create the container's cgroup in this machine's layout (is_unified: v2_create,
+    # ... else v1_create, given), then write its limits into its files (Cgroup.set_limits). When a
+    # ... limit cannot be written, remove the cgroup again before you raise: nothing stays behind.
+    unified = is_unified()
     paths = v2_create(name, wanted) if unified else v1_create(name, wanted)
     cgroup = Cgroup(paths, unified)
     try:
@@ -81,9 +87,17 @@ def create(name, memory=None, cpus=None, pids=None):
     # <<<
 
 
-# >>> step 6: In cgroup v2, make a cgroup under /sys/fs/cgroup/udocker with the controllers enabled (cgroup.subtree_control) in every ancestor.
+def is_unified():
+    """Is this machine's cgroup tree v2 (one tree, every controller) rather than v1 or hybrid?"""
+    return os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers"))
+
+
 def v2_create(name, controllers):
-    """Create udocker/<name> in the v2 tree with these controllers; return its path."""
+    """Create udocker/<name> in the v2 tree with these controllers; return [its path]."""
+    # >>> step 6: In cgroup v2, enable the controllers (+memory +cpu ...) in the
+    # ... cgroup.subtree_control
+    # ... of the root and of the shared udocker/ cgroup (made if missing), then make udocker/<name>:
+    # ... only a controller its parent enabled gives a new cgroup its files.
     # Controllers must be enabled in each parent's cgroup.subtree_control, and a
     # cgroup with processes in it may not enable any ("no internal processes"):
     # our own cgroup usually holds processes, so ours live under the root.
@@ -99,10 +113,28 @@ def v2_create(name, controllers):
     path = os.path.join(parent, name)
     os.mkdir(path)
     return [path]
+    # --- before
+    raise NotImplementedError("step 6: create a cgroup v2")
+    # <<<
+
+
+def v2_limit_files(memory, cpus, pids):
+    """The v2 files that hold these limits: [(file name, value, optional)], in the order to write them."""
+    files = []
+    # >>> step 6: The v2 names: memory.max (and memory.swap.max 0, optional, so that swap does not
+    # ... let the container escape), cpu.max "QUOTA PERIOD" in microseconds, pids.max.
+    if memory is not None:
+        files += [("memory.max", memory, False), ("memory.swap.max", 0, True)]
+    if cpus is not None:
+        files.append(("cpu.max", f"{int(cpus * CPU_PERIOD_US)} {CPU_PERIOD_US}", False))
+    if pids is not None:
+        files.append(("pids.max", pids, False))
+    # <<<
+    return files
 
 
 def v1_create(name, controllers):
-    """Create <name> in each controller's v1 tree, under our own cgroup there."""
+    """Create <name> in each controller's v1 tree, under our own cgroup there; return their paths."""
     paths = []
     try:
         for controller in controllers:
@@ -118,6 +150,19 @@ def v1_create(name, controllers):
     return paths
 
 
+def v1_limit_files(memory, cpus, pids):
+    """The v1 files that hold these limits, as v2_limit_files lists v2's."""
+    files = []
+    if memory is not None:  # memsw (memory + swap) exists only where swap accounting is on
+        files += [("memory.limit_in_bytes", memory, False), ("memory.memsw.limit_in_bytes", memory, True)]
+    if cpus is not None:
+        files += [("cpu.cfs_period_us", CPU_PERIOD_US, False),
+                  ("cpu.cfs_quota_us", int(cpus * CPU_PERIOD_US), False)]
+    if pids is not None:
+        files.append(("pids.max", pids, False))
+    return files
+
+
 def own_cgroup(controller):
     """Our own cgroup in a v1 controller's tree, from /proc/self/cgroup."""
     for line in read_file("/proc/self/cgroup").splitlines():
@@ -125,7 +170,6 @@ def own_cgroup(controller):
         if controller in controllers.split(","):
             return path
     return "/"
-# <<<
 
 
 class Cgroup:
@@ -135,24 +179,11 @@ class Cgroup:
         self.paths = paths
         self.unified = unified
 
-    # >>> step 6: Write the limits into the cgroup's files, in the v2 or the v1 names.
     def set_limits(self, memory, cpus, pids):
-        if memory is not None:
-            if self.unified:
-                self.write("memory.max", memory)
-                self.write("memory.swap.max", 0, optional=True)  # swap must not let it escape
-            else:
-                self.write("memory.limit_in_bytes", memory)
-                self.write("memory.memsw.limit_in_bytes", memory, optional=True)
-        if cpus is not None:
-            quota = int(cpus * CPU_PERIOD_US)
-            if self.unified:
-                self.write("cpu.max", f"{quota} {CPU_PERIOD_US}")
-            else:
-                self.write("cpu.cfs_period_us", CPU_PERIOD_US)
-                self.write("cpu.cfs_quota_us", quota)
-        if pids is not None:
-            self.write("pids.max", pids)
+        """Write each limit into its file, in v2's names or v1's."""
+        files = (v2_limit_files if self.unified else v1_limit_files)(memory, cpus, pids)
+        for filename, value, optional in files:
+            self.write(filename, value, optional)
 
     def write(self, filename, value, optional=False):
         """Write value into the file `filename` of whichever of our directories has it."""
@@ -163,18 +194,19 @@ class Cgroup:
                 return
         if not optional:
             raise UdockerError(f"the cgroup file {filename} is missing in {' '.join(self.paths)}")
-    # <<<
 
     def join(self):
         """Move the calling process into the cgroup ("0" means "me" in cgroup.procs)."""
-        # >>> step 6: Move this process into the cgroup: write to cgroup.procs in each of its directories.
+        # >>> step 6: Move this process into the cgroup: write 0 to cgroup.procs in each of its
+        # ... directories.
         for path in self.paths:
             write_file(os.path.join(path, "cgroup.procs"), "0")
         # <<<
 
     def oom_killed(self):
         """Did the kernel's OOM killer kill a process of this cgroup?"""
-        # >>> step 6: Read the oom_kill counter: memory.events in v2, memory.oom_control in v1.
+        # >>> step 6: Read the oom_kill counter: the line `oom_kill N` of memory.events in v2, of
+        # ... memory.oom_control in v1.
         events = "memory.events" if self.unified else "memory.oom_control"
         for path in self.paths:
             file = os.path.join(path, events)
@@ -190,15 +222,17 @@ class Cgroup:
 
     def remove(self):
         """Remove the cgroup's directories (the container has exited)."""
-        # >>> step 6: Remove the cgroup's directories (rmdir, not rm -r: the kernel removes the files).
-        remove_dirs(self.paths)  # not v2's shared udocker/: another container may be starting in it
+        # >>> step 6: Remove the cgroup's directories (remove_dirs: rmdir, not rm -r: the kernel
+        # ... removes the files), but not v2's shared udocker/: another container may be
+        # ... starting in it.
+        remove_dirs(self.paths)
         # <<<
 
 
 def remove_dirs(paths):
     """rmdir each cgroup; the kernel may need a moment after the last process exits."""
     for path in paths:
-        for attempt in range(50):
+        for _ in range(50):
             try:
                 os.rmdir(path)
                 break

@@ -2,14 +2,15 @@
 import argparse
 import sys
 
-# >>> step 6: Import the cgroups module: --memory is parsed by cgroups.parse_size.
+# >>> step 6 given
 from udocker import cgroups
 # <<<
-# >>> step 1: Import the container module, where `udocker run` does its work.
+# >>> step 1 given
 from udocker import container
 # <<<
 from udocker.errors import EXIT_RUNTIME_ERROR, UdockerError
-# >>> step 7: Import the image commands: pull, images and rmi.
+
+# >>> step 7 given
 from udocker.image import commands as image_commands
 # <<<
 
@@ -18,25 +19,51 @@ class Parser(argparse.ArgumentParser):
     """An ArgumentParser that reports a usage error the way udocker reports every error."""
 
     def error(self, message):
-        # >>> step 0: argparse prints the usage and exits 2 on a bad argument. Raise a UdockerError instead, so that the user sees one line and exit status 125, like docker.
+        # >>> step 0: argparse prints the usage and exits 2 on a bad argument. Raise a UdockerError
+        # ... instead, so that the user sees one line and exit status 125, like docker.
         raise UdockerError(f"{message} (see 'udocker --help')")
         # --- before
         super().error(message)
         # <<<
 
 
-# >>> step 2: Check a --hostname before using it: sethostname(2) refuses more than 64 bytes with a bare EINVAL.
+# >>> step 2 given
 def hostname(name):
-    """A valid --hostname: 1 to 64 bytes, as sethostname(2) takes them."""
-    if not 1 <= len(name.encode()) <= 64:
-        raise argparse.ArgumentTypeError(f"hostname {name!r} must be 1 to 64 bytes long")
+    """A valid --hostname: docker's rule (RFC 1123 labels joined by dots), and the kernel's (64 bytes at most)."""
+    labels = name.split(".")
+    valid = all(
+        label and label[0] != "-" and label[-1] != "-"
+        and all(c.isascii() and (c.isalnum() or c == "-") for c in label)
+        for label in labels
+    )
+    if not valid:
+        raise argparse.ArgumentTypeError(
+            f"invalid hostname format {shorten(name)!r}: use letters, digits and '-', in labels separated by dots")
+    if len(name) > 64:  # sethostname(2) refuses more with a bare EINVAL
+        raise argparse.ArgumentTypeError(f"hostname {shorten(name)!r} is {len(name)} bytes long: 64 at most")
     return name
 # <<<
 
 
+# >>> step 8 given
+def workdir(path):
+    """A valid -w/--workdir: an absolute path, as docker requires."""
+    if not path.startswith("/"):
+        raise argparse.ArgumentTypeError(
+            f"the working directory {shorten(path)!r} is invalid, it needs to be an absolute path")
+    return path
+# <<<
+
+
+def shorten(text, width=60):
+    """TEXT, cut to WIDTH characters for a one-line message."""
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def build_parser():
     """Describe udocker's command line: `udocker run [OPTIONS] IMAGE COMMAND [ARG...]`."""
-    # >>> step 0: Build the parser: a `run` subcommand with an IMAGE and the COMMAND with its ARGs (argparse.REMAINDER keeps the command's own options away from ours).
+    # >>> step 0: Build the parser: a `run` subcommand with an IMAGE and the COMMAND with its ARGs
+    # ... (argparse.REMAINDER keeps the command's own options away from ours).
     parser = Parser(
         prog="udocker",
         description="A container runtime, built one Linux primitive at a time.",
@@ -49,7 +76,7 @@ def build_parser():
         help="run a command in a new container",
         description="Run COMMAND in a new container whose root filesystem is IMAGE.",
     )
-    # >>> step 2: Add the --hostname option.
+    # >>> step 2 given
     run.add_argument(
         "--hostname",
         type=hostname,
@@ -57,7 +84,7 @@ def build_parser():
         help="the container's hostname (default: its id)",
     )
     # <<<
-    # >>> step 6: Add the resource limits: -m/--memory SIZE, --cpus N and --pids-limit N.
+    # >>> step 6 given
     run.add_argument(
         "-m",
         "--memory",
@@ -75,12 +102,12 @@ def build_parser():
         help="how many processes the container may have at once",
     )
     # <<<
-    # >>> step 8: Add the options that override the image's config: -e/--env KEY=VALUE (repeatable), -w/--workdir DIR, --entrypoint CMD and -u/--user USER[:GROUP].
+    # >>> step 8 given
     run.add_argument(
         "-e", "--env", action="append", default=[], metavar="KEY=VALUE",
         help="set an environment variable (repeatable)",
     )
-    run.add_argument("-w", "--workdir", metavar="DIR", help="the working directory")
+    run.add_argument("-w", "--workdir", type=workdir, metavar="DIR", help="the working directory (absolute)")
     run.add_argument("--entrypoint", metavar="CMD", help="replace the image's Entrypoint")
     run.add_argument("-u", "--user", metavar="USER[:GROUP]", help="replace the image's User")
     run.add_argument(
@@ -95,7 +122,7 @@ def build_parser():
     run.add_argument(
         "command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]", help="what to run"
     )
-    # >>> step 7: Add the pull, images and rmi subcommands (image_commands.add_arguments).
+    # >>> step 7 given
     image_commands.add_arguments(commands)
     # <<<
     return parser
@@ -109,19 +136,20 @@ def main(argv=None):
     try:
         args = build_parser().parse_args(argv)
         if args.subcommand == "run":
-            # >>> step 8: An image brings its own command (Cmd); a directory does not.
-            if not args.command and args.image.startswith(("/", ".")) and args.entrypoint is None:
+            # >>> step 8 given
+            needs_command = args.image.startswith(("/", ".")) and args.entrypoint is None  # an image has a Cmd
             # --- before
-            if not args.command:
+            needs_command = True
             # <<<
+            if needs_command and not args.command:
                 raise UdockerError("run needs a COMMAND after the IMAGE (see 'udocker run --help')")
-            # >>> step 1: Run the container and return its exit status (container.run).
+            # >>> step 1 given
             return container.run(args)
             # --- before
             raise UdockerError("run is not implemented yet: that is step 1")
             # <<<
-        # >>> step 7: The image commands: each subcommand's parser set its handler.
-        return args.handler(args)
+        # >>> step 7 given
+        return args.handler(args)  # pull, images, rmi: each subcommand's parser set its handler
         # <<<
     except UdockerError as error:
         print(f"udocker: {error}", file=sys.stderr)

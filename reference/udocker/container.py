@@ -1,31 +1,28 @@
 # udocker: from step 1
 """Run a command in a container.
 
-The parent (`run`, `start`) prepares, forks and waits; the child (`contain`)
-isolates itself step by step and finally becomes the command with execve(2).
+The parent (`run`, `start`, `wait_for`) prepares, forks and waits; the child
+(`child_main`, `contain`) isolates itself step by step and finally becomes the
+command with execve(2). What one container is made of travels between them in
+a small `Container` object, which grows a field or two per step.
 """
 import os
 import signal
 import sys
 
-# >>> step 6: Import the cgroups module.
+# >>> step 6 given
 from udocker import cgroups
 # <<<
-# >>> step 8: Import the process module: the image's command, env, working directory and user.
-from udocker import process
-# <<<
-# >>> step 2: Import the syscalls module (unshare, sethostname, mount, ...).
-from udocker import syscalls
-# <<<
-# >>> step 4: Import the devices module (given): it fills the container's /dev.
+# >>> step 4 given
 from udocker import devices
 # <<<
-from udocker.errors import (
-    EXIT_NOT_EXECUTABLE,
-    EXIT_NOT_FOUND,
-    EXIT_RUNTIME_ERROR,
-    UdockerError,
-)
+# >>> step 8 given
+from udocker import process
+# <<<
+# >>> step 2 given
+from udocker import syscalls
+# <<<
+from udocker.errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_RUNTIME_ERROR, UdockerError
 
 # Signals a user sends to stop or poke a container: we pass them on to it.
 FORWARDED_SIGNALS = (
@@ -40,34 +37,67 @@ FORWARDED_SIGNALS = (
 STOP_TIMEOUT = float(os.environ.get("UDOCKER_STOP_TIMEOUT", "10"))
 
 
+class Container:
+    """One container: what run() decides about it, for the parent and the child to use."""
+
+    def __init__(self, command):
+        self.id = os.urandom(6).hex()  # 12 hex digits, like the short ids docker shows
+        self.command = command  # COMMAND [ARG...]
+        # >>> step 2 given
+        self.hostname = None  # --hostname, else the id
+        # <<<
+        # >>> step 3 given
+        self.rootfs = None  # the directory that becomes its /
+        # <<<
+        # >>> step 5 given
+        self.rootless = os.geteuid() != 0  # decided now: in its user namespace we are uid 0
+        # <<<
+        # >>> step 6 given
+        self.cgroup = None  # a cgroups.Cgroup, with its limits
+        # <<<
+        # >>> step 8 given
+        self.layers = None  # an image's unpacked layers, lowest first (None: IMAGE is a directory)
+        self.process = None  # a process.Process: argv, env, working directory, user
+        # <<<
+
+
 def run(args):
-    """Run args.command in a new container; return its exit status."""
-    args.container_id = os.urandom(6).hex()
-    # >>> step 8: IMAGE is a root filesystem directory when it is a path (it starts with / or .); anything else names an image: pull it unless it is stored (prepare_image), run it on an overlay of its layers, and take the process from its config (process.from_image).
+    """Run the container `udocker run` asks for; return its exit status."""
+    container = Container(args.command)
+    # >>> step 8: IMAGE is a root filesystem directory when it is a path (it starts with / or .).
+    # ... Anything else names an image: pull it unless it is stored and run it on an overlay of its
+    # ... layers (prepare_image). Either way the process comes from
+    # ... process.from_directory/from_image.
     if args.image.startswith(("/", ".")):
-        args.rootfs = check_rootfs(args.image)
-        args.layers = None
-        args.process = process.from_directory(args)
+        container.rootfs = check_rootfs(args.image)
+        container.process = process.from_directory(args)
     else:
-        prepare_image(args)
+        prepare_image(container, args)
     # --- before
-    # >>> step 3: Check that IMAGE is a directory with something in it, and remember its absolute path in args.rootfs (check_rootfs).
-    args.rootfs = check_rootfs(args.image)
+    # >>> step 3: Check that IMAGE is a directory with something in it, and keep its absolute
+    # ... path as the container's rootfs (check_rootfs).
+    container.rootfs = check_rootfs(args.image)
     # <<<
     # <<<
     # >>> step 2: The hostname is --hostname, or else the container id.
-    args.hostname = args.hostname or args.container_id
+    container.hostname = args.hostname or container.id
     # <<<
-    # >>> step 6: Create the container's cgroup with its limits, start the container, and remove the cgroup once it has exited, whatever happens. Explain an out-of-memory kill.
-    args.cgroup = cgroups.create(
-        f"udocker-{args.container_id}",
+    # From here on we make things on the host (a cgroup, ...). Hold the signals we
+    # forward until the container runs, so that none can end us half-way; one that
+    # comes meanwhile is waiting for us (abort_if_signalled, wait_for).
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
+    # >>> step 6: Create the container's cgroup with its limits (cgroups.create), start the
+    # ... container, and remove the cgroup once it has exited, whatever happens. Explain an
+    # ... out-of-memory kill (cgroup.oom_killed).
+    container.cgroup = cgroups.create(
+        f"udocker-{container.id}",
         memory=args.memory,
         cpus=args.cpus,
         pids=args.pids_limit,
     )
     try:
-        status = start(args)
-        if status == 128 + signal.SIGKILL and args.cgroup.oom_killed():
+        status = start(container)
+        if status == 128 + signal.SIGKILL and container.cgroup.oom_killed():
             print(
                 f"udocker: the container ran out of memory (--memory {args.memory} bytes)"
                 " and the kernel killed it",
@@ -75,43 +105,58 @@ def run(args):
             )
         return status
     finally:
-        args.cgroup.remove()
+        container.cgroup.remove()
     # --- before
-    return start(args)
+    return start(container)
     # <<<
 
 
-def start(args):
+def start(container):
     """Fork the container's first process, wait for it, and return its exit status."""
-    # >>> step 5: Not root? Then make ourselves root of a new user namespace first: that is what lets an unprivileged user create the other namespaces (enter_user_namespace).
-    if os.geteuid() != 0:
+    # >>> step 5: Not root? Then make ourselves root of a new user namespace first: that is what
+    # ... lets an unprivileged user create the other namespaces (enter_user_namespace).
+    if container.rootless:
         enter_user_namespace()
     # <<<
-    # >>> step 4: A new PID namespace: unshare(CLONE_NEWPID) puts our *next child* in it, as its PID 1.
+    # >>> step 4: A new PID namespace: unshare(CLONE_NEWPID) puts our *next child* in it, as its
+    # ... PID 1.
     syscalls.unshare(syscalls.CLONE_NEWPID)
     # <<<
-    # >>> step 1: fork(2) a child that calls contain(args) (in child_main) and never returns; in the parent, wait for it (wait_for) and return its exit status.
-    # Block the forwarded signals until the child's pid is known: a Ctrl-C that
-    # arrives in between is then delivered to the handler, not lost.
-    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
+    abort_if_signalled()
+    # >>> step 1: fork(2) a child that runs child_main(container) and never returns; in the
+    # ... parent, wait for it (wait_for) and return its exit status.
     pid = os.fork()
     if pid == 0:
-        child_main(args)
+        child_main(container)
     return wait_for(pid)
     # --- before
     raise UdockerError("starting a container is not implemented yet: that is step 1")
     # <<<
 
 
-def child_main(args):
+def abort_if_signalled():
+    """A signal that came while we prepared the container ends udocker as it would have: 128+N."""
+    pending = signal.sigpending() & set(FORWARDED_SIGNALS)
+    if pending:
+        signum = min(pending)
+        raise UdockerError(f"{signal.Signals(signum).name} before the container started", 128 + signum)
+
+
+def child_main(container):
     """The child's life: become the container, or report why not. Never returns."""
-    # Start the command with default dispositions, as runc does: not with our
-    # handlers, nor with the SIG_IGN a shell gives its background jobs.
-    for signum in FORWARDED_SIGNALS:
-        signal.signal(signum, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
+    # Start the command as runc does: default dispositions (not our handlers, nor the
+    # SIG_IGN that Python gives SIGPIPE or a shell its background jobs), no blocked signal.
+    for signum in signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}:
+        try:
+            signal.signal(signum, signal.SIG_DFL)
+        except (OSError, ValueError):  # signals the C library keeps for itself
+            pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    # A session of its own, as runc makes: our caller's terminal is then not the container's
+    # controlling terminal, and the container cannot type into the host's shell with TIOCSTI.
+    os.setsid()
     try:
-        contain(args)
+        contain(container)
     except UdockerError as error:
         report(error, error.exit_code)
     except OSError as error:
@@ -130,34 +175,29 @@ def report(message, exit_code):
 
 def wait_for(pid):
     """Wait for the container, passing signals on to it; return its exit status."""
-    stop_requested = False
+    stop_timer = StopTimer(pid)
 
     def forward(signum, frame):
-        nonlocal stop_requested
+        # >>> step 1: Pass the signal on to the container (os.kill). It may have exited and
+        # ... been reaped just now: then there is nobody to tell (ProcessLookupError).
         try:
             os.kill(pid, signum)
         except ProcessLookupError:
-            return  # already gone: waitpid is about to return
-        if signum in (signal.SIGINT, signal.SIGTERM) and not stop_requested:
-            stop_requested = True
-            signal.setitimer(signal.ITIMER_REAL, STOP_TIMEOUT)
+            return
+        # <<<
+        stop_timer.signalled(signum)
 
-    def kill(signum, frame):
-        print(
-            f"udocker: the container did not stop within {STOP_TIMEOUT:g} s of the stop signal"
-            " (a PID 1 ignores signals it has no handler for); killing it",
-            file=sys.stderr,
-            flush=True,
-        )
-        os.kill(pid, signal.SIGKILL)
-
+    # >>> step 1: Make forward() the handler of each of FORWARDED_SIGNALS (signal.signal), then
+    # ... unblock them (run() blocked them: one that came meanwhile is delivered now).
     for signum in FORWARDED_SIGNALS:
         signal.signal(signum, forward)
-    signal.signal(signal.SIGALRM, kill)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
+    # <<<
     _, status = os.waitpid(pid, 0)  # retried by Python when a signal interrupts it
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    # >>> step 1: Turn the wait status into an exit status: the command's exit code, or 128+N when signal N killed it (os.waitstatus_to_exitcode returns -N then).
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)  # pid is gone: nobody to forward to
+    stop_timer.cancel()
+    # >>> step 1: Turn the wait status into an exit status: the command's exit code, or 128+N when
+    # ... signal N killed it (os.waitstatus_to_exitcode returns -N then).
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
     # --- before
@@ -165,46 +205,90 @@ def wait_for(pid):
     # <<<
 
 
-def contain(args):
+class StopTimer:
+    """`docker stop`'s rule: a container still running STOP_TIMEOUT s after SIGINT or SIGTERM gets SIGKILL.
+
+    A PID 1 ignores every signal it has no handler for (pid_namespaces(7)), so a
+    stop signal alone may never end it.
+    """
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.running = False
+        signal.signal(signal.SIGALRM, self.expire)
+
+    def signalled(self, signum):
+        if signum in (signal.SIGINT, signal.SIGTERM) and not self.running:
+            self.running = True
+            signal.setitimer(signal.ITIMER_REAL, STOP_TIMEOUT)
+
+    def expire(self, signum, frame):
+        print(
+            f"udocker: the container did not stop within {STOP_TIMEOUT:g} s of the stop signal"
+            " (a PID 1 ignores signals it has no handler for); killing it",
+            file=sys.stderr,
+            flush=True,
+        )
+        os.kill(self.pid, signal.SIGKILL)
+
+    def cancel(self):
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def contain(container):
     """In the child: isolate this process step by step, then exec the command."""
-    # >>> step 6: Join the container's cgroup before anything else, so that all the container does is counted.
-    args.cgroup.join()
+    # >>> step 6: Join the container's cgroup before anything else, so that all the container does
+    # ... is counted.
+    container.cgroup.join()
     # <<<
-    # >>> step 2: A hostname of its own: a new UTS namespace (unshare(2) with CLONE_NEWUTS), then sethostname(2).
+    # >>> step 2: A hostname of its own: a new UTS namespace (unshare(2) with CLONE_NEWUTS), then
+    # ... sethostname(2).
     syscalls.unshare(syscalls.CLONE_NEWUTS)
-    syscalls.sethostname(args.hostname)
+    syscalls.sethostname(container.hostname)
     # <<<
-    # >>> step 4: A mount table of its own: a new mount namespace (CLONE_NEWNS) in which every mount is made private (mount(2) with MS_REC | MS_PRIVATE), so that nothing we mount propagates to the host. Then switch into the root filesystem with pivot_root (enter_rootfs) instead of chroot.
+    # >>> step 4: A mount table of its own: a new mount namespace (CLONE_NEWNS) in which every mount
+    # ... is made private (mount(2) with MS_REC | MS_PRIVATE), so that nothing we mount propagates
+    # ... to the host. Then switch into the root filesystem with pivot_root (enter_rootfs) instead
+    # ... of chroot.
     syscalls.unshare(syscalls.CLONE_NEWNS)
     syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
-    # >>> step 8: For an image, mount its root filesystem first: the layers under a fresh writable overlay (mount_overlay).
-    if args.layers:
-        mount_overlay(args.layers, args.rootfs, args.rootless)
+    # >>> step 8: For an image, mount its root filesystem first: the layers under a fresh writable
+    # ... overlay (mount_overlay).
+    if container.layers:
+        mount_overlay(container.layers, container.rootfs, container.rootless)
     # <<<
-    enter_rootfs(args.rootfs)
+    enter_rootfs(container.rootfs)
     # --- before
-    # >>> step 3: Make args.rootfs the root directory with chroot(2), then chdir("/"): chroot does not move the working directory, which would stay outside.
-    os.chroot(args.rootfs)
+    # >>> step 3: Make the container's rootfs the root directory with chroot(2), then chdir("/"):
+    # ... chroot does not move the working directory, which would stay outside.
+    os.chroot(container.rootfs)
     os.chdir("/")
     # <<<
     # <<<
-    # >>> step 8: Become the container's process (process.become: user, working directory, environment), then run its argv.
-    process.become(args.process, args.hostname)
-    execute(args.process.argv)
+    # >>> step 8: Become the container's process (process.become: user, working directory,
+    # ... environment), then run its argv.
+    process.become(container.process, container.hostname)
+    argv = container.process.argv
     # --- before
-    execute(args.command)
+    argv = container.command
     # <<<
+    # >>> step 3: Close every file descriptor above 2 (syscalls.close_range): one that our caller
+    # ... left open would be the container's way back to the host's files, whatever its root.
+    syscalls.close_range(3)
+    # <<<
+    execute(argv)
 
 
 def execute(argv):
     """Replace this process with the command (execvp(3)); raise UdockerError when that fails."""
-    # >>> step 1: Run the command with os.execvp. When it fails, raise UdockerError with exit status 127 (not found) or 126 (found but not executable).
+    # >>> step 1: Run the command with os.execvp. When it fails, raise UdockerError with exit
+    # ... status 127 (not found: say why with not_found) or 126 (found but not executable).
     try:
         os.execvp(argv[0], argv)
     except ValueError:  # an empty command name: nothing to find, as docker says
         raise UdockerError("'': command not found", EXIT_NOT_FOUND) from None
     except FileNotFoundError:
-        raise UdockerError(f"{argv[0]}: command not found", EXIT_NOT_FOUND) from None
+        raise UdockerError(not_found(argv[0]), EXIT_NOT_FOUND) from None
     except (PermissionError, IsADirectoryError):
         raise UdockerError(
             f"{argv[0]}: permission denied (is it an executable file?)", EXIT_NOT_EXECUTABLE
@@ -216,7 +300,24 @@ def execute(argv):
     # <<<
 
 
-# >>> step 3: Check the root filesystem before starting: it must be a directory, and not an empty one.
+def not_found(name):
+    """Why execvp(3) found no NAME: there is no such file, or the file needs a program that is missing."""
+    paths = [name] if "/" in name else [os.path.join(d, name) for d in os.get_exec_path()]
+    for path in paths:
+        try:
+            with open(path, "rb") as file:
+                first_line = file.readline(256)
+        except OSError:
+            continue
+        if first_line.startswith(b"#!"):  # execve runs the interpreter the #! line names
+            interpreter = (first_line[2:].split() or [b""])[0].decode(errors="replace")
+            return f"{name}: its interpreter {interpreter!r} (the #! line) is missing: no such file or directory"
+        return f"{name}: exists, but the dynamic loader it needs (its ELF interpreter) is missing"
+    return f"{name}: command not found"
+
+
+# >>> step 3: Check the root filesystem before starting: it must be a directory, not the host's /,
+# ... and not an empty one.
 def check_rootfs(image):
     """Return IMAGE's absolute path, or raise UdockerError saying what is wrong with it."""
     rootfs = os.path.abspath(image)
@@ -230,13 +331,18 @@ def check_rootfs(image):
             f"cannot read the root filesystem {image!r} (permission denied); "
             "give a directory this user can read, or run as root"
         ) from None
+    if os.path.samefile(rootfs, "/"):
+        raise UdockerError(f"{image!r} is the host's own root directory, which would give the container "
+                           f"every file of the host; {hint}")
     if not entries:
         raise UdockerError(f"root filesystem {image!r} is empty; {hint}")
     return rootfs
 # <<<
 
 
-# >>> step 4: Switch into the root filesystem for good: mount the container's own /proc in it (mount_proc) and its /dev (devices.mount_dev, given), then pivot_root(2) into it and detach the host's old root.
+# >>> step 4: Switch into the root filesystem for good: mount the container's own /proc in it
+# ... (mount_proc) and its /dev (devices.mount_dev, given), then pivot_root(2) into it and detach
+# ... the host's old root.
 def enter_rootfs(rootfs):
     """Make rootfs the root mount of this mount namespace, with /proc and /dev."""
     # pivot_root needs the new root to be a mount point: bind-mount it onto itself.
@@ -259,7 +365,9 @@ def mount_proc(target):
 # <<<
 
 
-# >>> step 5: Enter a new user namespace and map uid and gid 0 in it to our own uid and gid (user_namespaces(7)): write 'deny' to /proc/self/setgroups, then the uid_map and gid_map files (a write_file helper keeps it short).
+# >>> step 5: Enter a new user namespace and map uid and gid 0 in it to our own uid and gid
+# ... (user_namespaces(7)): write 'deny' to /proc/self/setgroups, then the uid_map and gid_map
+# ... files (write_file, given, names the file that failed).
 def enter_user_namespace():
     """Become root of a new user namespace: container uid/gid 0 is our own uid/gid."""
     uid, gid = os.geteuid(), os.getegid()
@@ -277,26 +385,30 @@ def enter_user_namespace():
             " `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0` (Ubuntu 24.04)"
             " or `sudo sysctl -w kernel.unprivileged_userns_clone=1`"
         ) from None
-
-
-def write_file(path, text):
-    with open(path, "w") as file:
-        file.write(text)
 # <<<
 
 
-# >>> step 8: Find the image in the store (pulling it if need be, as `docker run` does), and stack its layers under a writable overlay when the container starts.
-def prepare_image(args):
+def write_file(path, text):
+    """Write TEXT to the file PATH; an error names PATH (a failed write() alone would not)."""
+    try:
+        with open(path, "w") as file:
+            file.write(text)
+    except OSError as error:
+        raise type(error)(error.errno, error.strerror, path) from None
+
+
+# >>> step 8: Find the image in the store (pulling it if need be, as `docker run` does), and stack
+# ... its layers under a writable overlay when the container starts.
+def prepare_image(container, args):
     """Get IMAGE's layers and config; say where its root filesystem will be mounted."""
     # The image modules load only here, so that `run DIRECTORY` stays quick.
     from udocker.image.lookup import resolve
     from udocker.image.store import default_root
 
     image = resolve(args.image)
-    args.layers = image.layer_dirs
-    args.rootfs = os.path.join(default_root(), "mnt", "rootfs")
-    args.rootless = os.geteuid() != 0  # decided now: inside the user namespace we are uid 0
-    args.process = process.from_image(image.config, args)
+    container.layers = image.layer_dirs
+    container.rootfs = os.path.join(default_root(), "mnt", "rootfs")
+    container.process = process.from_image(image.config, args)
 
 
 def mount_overlay(layers, rootfs, rootless):

@@ -7,6 +7,7 @@ these tests only run commands that the host and the busybox rootfs both have.
 import random
 import signal
 
+from workshop import testing
 from workshop.testing import hold, token
 
 
@@ -102,3 +103,42 @@ def test_other_signals_are_forwarded_to_the_command(udocker, rootfs):
 
 def test_empty_command_is_not_found(udocker, rootfs):
     udocker.run("run", rootfs, "").expect_error(127)  # like docker: no file has the name ""
+
+
+def test_command_starts_with_no_signal_blocked_or_ignored(udocker, rootfs):
+    """From the host: the command's SigBlk and SigIgn (/proc/PID/status) are empty, as runc leaves them."""
+    seconds = str(random.randint(300, 999))  # names the process
+    with udocker.popen("run", rootfs, "sleep", seconds) as c:
+        pid = c.find_process("sleep", seconds)
+        blocked, ignored = testing.signal_set(pid, "SigBlk"), testing.signal_set(pid, "SigIgn")
+        c.kill_process(pid, signal.SIGKILL)
+        result = c.finish()
+    result.expect_exit(128 + signal.SIGKILL)
+    result.check(not blocked, f"no blocked signal (SigBlk in /proc/{pid}/status)", ", ".join(sorted(blocked)))
+    result.check(not ignored, f"no ignored signal (SigIgn in /proc/{pid}/status)", ", ".join(sorted(ignored)))
+
+
+def test_a_script_whose_interpreter_is_missing_says_so(udocker, private_rootfs):
+    """execve fails with ENOENT for a script whose #! names no file: the message names the interpreter."""
+    interpreter = f"/no-such-{token('interpreter-')}/sh"
+    host_path = private_rootfs / "script.sh"  # steps 1-2 see the host's files, later steps the rootfs
+    for path in (host_path, private_rootfs / str(host_path).lstrip("/")):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"#!{interpreter}\necho hi\n")
+        path.chmod(0o755)
+    udocker.run("run", private_rootfs, str(host_path)).expect_error(127, interpreter)
+
+
+def test_command_has_a_session_of_its_own(udocker, rootfs):
+    """From the host: the command leads a new session (setsid), so the caller's terminal is not its
+    controlling terminal, and it cannot type into the host's shell (TIOCSTI)."""
+    seconds = str(random.randint(300, 999))
+    with udocker.popen("run", rootfs, "sleep", seconds) as c:
+        pid = c.find_process("sleep", seconds)
+        session, runtime_session = (testing.read(f"/proc/{p}/stat").rsplit(")", 1)[1].split()[3] for p in (pid, c.pid))
+        c.kill_process(pid, signal.SIGKILL)
+        result = c.finish()
+    result.expect_exit(128 + signal.SIGKILL)
+    result.check(session == str(pid) and session != runtime_session,
+                 f"the command to lead a session of its own (session {pid} in /proc/{pid}/stat)",
+                 f"session {session} (udocker's: {runtime_session})")

@@ -3,6 +3,7 @@
 import re
 import socket
 
+from workshop import testing
 from workshop.testing import hold, token
 
 CONTAINER_ID = re.compile(r"[0-9a-f]{12}")
@@ -45,3 +46,26 @@ def test_hostname_of_64_characters_at_most(udocker, rootfs):
     longest = (token("h") * 6)[:64]  # the kernel's limit: 64 characters
     udocker.run("run", "--hostname", longest, rootfs, "hostname").expect_exit(0).expect_stdout(longest + "\n")
     udocker.run("run", "--hostname", longest + "x", rootfs, "hostname").expect_error(125, "hostname")
+
+
+def test_only_the_container_gets_a_new_uts_namespace(udocker, rootfs):
+    """From the host: the container's /proc/PID/ns/uts is new, the runtime's own stays the host's."""
+    tag, ready = token("tag"), token("ready")
+    with udocker.popen("run", rootfs, "sh", "-c", hold(ready, tag)) as c:
+        c.wait_for(ready)
+        pid = c.find_process("sh", tag)
+        container, runtime, host = (testing.namespace(p, "uts") for p in (pid, c.pid, "self"))
+        result = c.finish(input="\n")
+    result.expect_exit(0)
+    result.check(container != host, f"/proc/{pid}/ns/uts (the container's) to differ from the host's {host}",
+                 container)
+    result.check(runtime == host, f"/proc/{c.pid}/ns/uts (udocker's own) to stay the host's {host}: "
+                 "unshare in the child, not in the parent", runtime)
+
+
+def test_hostname_must_be_valid(udocker, rootfs):
+    """Like docker: RFC 1123 names (letters, digits, '-', labels joined by dots) are set, others refused."""
+    good = f"{token('web-')}.example"
+    udocker.run("run", "--hostname", good, rootfs, "hostname").expect_exit(0).expect_stdout(good + "\n")
+    for bad in ("a/b", "-dash", "under_score", "two..dots"):
+        udocker.run("run", "--hostname", bad, rootfs, "hostname").expect_error(125, "hostname")

@@ -2,7 +2,8 @@
 
 import os
 
-from workshop.testing import token
+from workshop import testing
+from workshop.testing import hold, token
 
 
 def _marker(rootfs):
@@ -50,3 +51,28 @@ def test_empty_image_is_an_error(udocker, tmp_path):
     empty = tmp_path / token("empty-")
     empty.mkdir()
     udocker.run("run", empty, "true").expect_error(125)
+
+
+def test_no_descriptor_of_the_caller_reaches_the_container(udocker, rootfs, tmp_path):
+    """A directory descriptor the caller left open would let the container fchdir(2) out of its
+    root (runc's CVE-2024-21626): the command holds 0, 1 and 2 only, seen from the host and inside."""
+    tag, ready = token("tag"), token("ready")
+    leaked = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)  # not close-on-exec for the runtime
+    try:
+        script = f"(: <&{leaked}) && echo fd-{leaked}-open || echo fd-{leaked}-closed; {hold(ready, tag)}"
+        with udocker.popen("run", rootfs, "sh", "-c", script, pass_fds=(leaked,)) as c:
+            c.wait_for(ready)
+            pid = c.find_process("sh", tag)
+            fds = testing.open_fds(pid)
+            result = c.finish(input="\n")
+    finally:
+        os.close(leaked)
+    result.expect_exit(0)
+    result.check(fds == [0, 1, 2], f"descriptors 0, 1 and 2 only in /proc/{pid}/fd (the test left {leaked} open "
+                 "for udocker, as a careless caller would)", repr(fds))
+    result.check(f"fd-{leaked}-closed" in result.stdout, f"descriptor {leaked} closed inside the container",
+                 repr(result.stdout.splitlines()[:1]))
+
+
+def test_the_hosts_root_cannot_be_the_image(udocker):
+    udocker.run("run", "/", "true").expect_error(125, "root")

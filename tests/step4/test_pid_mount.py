@@ -39,22 +39,29 @@ def test_pid_and_mount_namespaces_are_new(udocker, rootfs):
         c.wait_for(ready)
         pid = c.find_process("sh", tag)
         seen = {kind: (testing.namespace(pid, kind), testing.namespace("self", kind)) for kind in ("pid", "mnt", "user")}
+        runtime = {kind: testing.namespace(c.pid, kind) for kind in ("pid", "mnt")}
         result = c.finish(input="\n")
     result.expect_exit(0)
     for kind in ("pid", "mnt"):
         container, host = seen[kind]
         result.check(container != host, f"/proc/{pid}/ns/{kind} (the container's) to differ from the host's {host}",
                      container)
+        result.check(runtime[kind] == host, f"/proc/{c.pid}/ns/{kind} (udocker's own) to stay the host's {host}: "
+                     "unshare it in the child (unshare(CLONE_NEWPID) moves only the children)", runtime[kind])
     container, host = seen["user"]
     result.check(container == host, "no new user namespace when udocker runs as root", f"{container} (host: {host})")
 
 
 def test_mounts_do_not_leak_to_the_host(udocker, rootfs):
+    """Run where / is shared (a mount namespace the test makes, as on the workshop VM): nothing the
+    container mounts may show up in udocker's own mount table, nor in the host's."""
     tag, ready = token("tag"), token("ready")
     before = testing.mount_table()
-    with udocker.popen("run", rootfs, "sh", "-c", hold(ready, tag)) as c:
+    with udocker.popen("run", rootfs, "sh", "-c", hold(ready, tag), prefix=testing.SHARED_MOUNT_NAMESPACE) as c:
         c.wait_for(ready)
         pid = c.find_process("sh", tag)
+        runtime_view = {(m.mountpoint, m.fstype) for m in testing.mounts(c.pid)}
+        host_view = {(m.mountpoint, m.fstype) for m in testing.mounts()}
         during = testing.mount_table()
         inside = testing.mounts(pid)
         result = c.finish(input="\n")
@@ -63,6 +70,9 @@ def test_mounts_do_not_leak_to_the_host(udocker, rootfs):
     own_proc = [m for m in inside if m.fstype == "proc" and m.mountpoint == "/proc" and m.mount_id not in host_ids]
     result.check(bool(own_proc), f"a proc mount of its own on /proc in the container (/proc/{pid}/mountinfo)",
                  "; ".join(map(str, inside)) or "nothing")
+    leaked = sorted(runtime_view - host_view)
+    result.check(not leaked, f"no mount of the container in udocker's own mount table (/proc/{c.pid}/mountinfo; "
+                 "its / is shared, as on a systemd machine)", f"these propagated: {leaked[:6]}")
     result.check(during == before, "the host's mount table unchanged while the container runs",
                  f"new: {sorted(during - before)}, gone: {sorted(before - during)}")
     after = testing.mount_table()

@@ -64,9 +64,12 @@ def test_rootless_command_is_pid_1(udocker, rootfs):
 def test_rootless_mounts_do_not_leak_to_the_host(udocker, rootfs):
     tag, ready = token("tag"), token("ready")
     before = testing.mount_table()
-    with udocker.popen("run", rootfs, "sh", "-c", hold(ready, tag), as_user=True) as c:
+    with udocker.popen("run", rootfs, "sh", "-c", hold(ready, tag), as_user=True,
+                       prefix=testing.SHARED_MOUNT_NAMESPACE) as c:
         c.wait_for(ready)
         pid = c.find_process("sh", tag)
+        runtime_view = {(m.mountpoint, m.fstype) for m in testing.mounts(c.pid)}
+        host_view = {(m.mountpoint, m.fstype) for m in testing.mounts()}
         during = testing.mount_table()
         inside = testing.mounts(pid)
         result = c.finish(input="\n")
@@ -75,6 +78,9 @@ def test_rootless_mounts_do_not_leak_to_the_host(udocker, rootfs):
     result.check(any(m.fstype == "proc" and m.mountpoint == "/proc" and m.mount_id not in host_ids for m in inside),
                  f"a proc mount of its own on /proc in the container (/proc/{pid}/mountinfo)",
                  "; ".join(map(str, inside)) or "nothing")
+    leaked = sorted(runtime_view - host_view)
+    result.check(not leaked, f"no mount of the container in udocker's own mount table (/proc/{c.pid}/mountinfo; "
+                 "its / is shared, as on a systemd machine)", f"these propagated: {leaked[:6]}")
     result.check(during == before, "the host's mount table unchanged while the container runs",
                  f"new: {sorted(during - before)}")
     after = testing.mount_table()

@@ -59,7 +59,8 @@ class VerifyingReader:
             pass
 
     def verify(self):
-        # >>> step 7: Compare the digest of what was read with the expected one; a mismatch is an error that names both.
+        # >>> step 7: Compare the digest of what was read with the expected one; a mismatch is an
+        # ... error that names both.
         actual = "sha256:" + self.hash.hexdigest()
         if self.size is not None and self.count != self.size:
             raise DigestMismatch(
@@ -69,7 +70,6 @@ class VerifyingReader:
             raise DigestMismatch(
                 f"{self.what}: content does not match its digest (expected {self.expected}, "
                 f"got {actual}); nothing of it was stored")
-        return
         # --- before
         raise NotImplementedError("step 7: verify a digest")
         # <<<

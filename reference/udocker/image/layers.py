@@ -77,7 +77,9 @@ def inside(root, name, what, member):
     Returns (parent directory, last component); the last component is None for ROOT itself.
     Missing parent directories are created.
     """
-    # >>> step 7: Refuse absolute names and '..', then walk the parents one by one: each must be a real directory (created when missing), never a symlink, which could point out of the layer.
+    # >>> step 7: Refuse absolute names and '..', then walk the parents one by one: each must be a
+    # ... real directory (created when missing), never a symlink, which could point out of the
+    # ... layer.
     if name.startswith("/"):
         raise HostileLayer(what, member, "has an absolute path")
     parts = [p for p in name.split("/") if p not in ("", ".")]
@@ -118,7 +120,8 @@ def clear(path, keep_directory):
 
 def whiteout(parent, name, what, member):
     """Record, in overlayfs's words, that this layer deletes NAME or hides a directory's lower content."""
-    # >>> step 7: An opaque marker sets the overlay.opaque xattr on its directory; a .wh.NAME becomes a 0/0 character device named NAME.
+    # >>> step 7: An opaque marker sets the overlay.opaque xattr on its directory; a .wh.NAME
+    # ... becomes a 0/0 character device named NAME.
     if name == OPAQUE:
         for xattr in OPAQUE_XATTRS:
             os.setxattr(parent, xattr, b"y", follow_symlinks=False)
@@ -129,7 +132,6 @@ def whiteout(parent, name, what, member):
     path = os.path.join(parent, target)
     clear(path, keep_directory=False)
     os.mknod(path, stat.S_IFCHR | 0o600, os.makedev(0, 0))
-    return
     # --- before
     raise NotImplementedError("step 7: turn whiteouts into overlayfs whiteouts")
     # <<<

@@ -24,7 +24,8 @@ def resolve(reference, store=None):
     """The stored image REFERENCE names, pulled first when it is not stored."""
     reference = parse_reference(reference)
     store = store or Store()
-    # >>> step 8: Look the image up in the store and pull it when it is missing; then read its config blob and list its layer directories, lowest first.
+    # >>> step 8: Look the image up in the store and pull it when it is missing; then read its
+    # ... config blob and list its layer directories, lowest first.
     record = store.load_image(reference)
     if record is None:
         from udocker.image.progress import Progress

@@ -26,7 +26,9 @@ MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
 
 def accept_header():
     """The Accept header of manifest requests: every format udocker can read."""
-    # >>> step 7: List the manifest formats udocker reads. Without them the registry answers 404 ("OCI manifest found, but accept header does not support OCI manifests") or tries to convert to the old schema 1.
+    # >>> step 7: List the manifest formats udocker reads. Without them the registry answers 404
+    # ... ("OCI manifest found, but accept header does not support OCI manifests") or tries to
+    # ... convert to the old schema 1.
     return ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
     # --- before
     return "*/*"
@@ -84,7 +86,8 @@ def media_type(content_type, document):
 
 def choose_platform(index, platform, what):
     """The descriptor, in INDEX's manifests, of the image for PLATFORM; UdockerError if none."""
-    # >>> step 7: Pick the manifest for linux + this architecture (+ variant where the index says one: arm64's v8 is the default).
+    # >>> step 7: Pick the manifest for linux + this architecture (+ variant where the index says
+    # ... one: arm64's v8 is the default).
     def matches(candidate):
         if candidate.get("os") != platform["os"]:
             return False

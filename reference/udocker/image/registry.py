@@ -152,7 +152,8 @@ class Registry:
 
     def fetch_token(self, challenge_header, what):
         """Answer a 401 challenge: get a token from its realm and keep it for the next requests."""
-        # >>> step 7: Parse the Bearer challenge of a 401 answer, GET its realm with service and scope, and keep the token it returns.
+        # >>> step 7: Parse the Bearer challenge of a 401 answer, GET its realm with service and
+        # ... scope, and keep the token it returns.
         scheme, params = parse_challenge(challenge_header)
         if scheme != "bearer" or not params.get("realm"):
             raise PullError(
@@ -173,7 +174,6 @@ class Registry:
             self.token = body.get("token") or body["access_token"]
         except (ValueError, KeyError, AttributeError):
             raise PullError(f"the token service {params['realm']} sent no token") from None
-        return
         # --- before
         raise NotImplementedError("step 7: answer the registry's Bearer challenge")
         # <<<

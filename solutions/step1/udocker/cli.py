@@ -13,6 +13,11 @@ class Parser(argparse.ArgumentParser):
         raise UdockerError(f"{message} (see 'udocker --help')")
 
 
+def shorten(text, width=60):
+    """TEXT, cut to WIDTH characters for a one-line message."""
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def build_parser():
     """Describe udocker's command line: `udocker run [OPTIONS] IMAGE COMMAND [ARG...]`."""
     parser = Parser(
@@ -41,7 +46,8 @@ def main(argv=None):
     try:
         args = build_parser().parse_args(argv)
         if args.subcommand == "run":
-            if not args.command:
+            needs_command = True
+            if needs_command and not args.command:
                 raise UdockerError("run needs a COMMAND after the IMAGE (see 'udocker run --help')")
             return container.run(args)
     except UdockerError as error:

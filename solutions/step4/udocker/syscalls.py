@@ -7,6 +7,7 @@ given: the workshop is about *using* these calls, not about ctypes.
 """
 import ctypes
 import os
+from errno import ENOSYS
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -35,6 +36,9 @@ MS_SHARED = 0x100000
 # umount2(2) flags.
 MNT_FORCE = 0x1
 MNT_DETACH = 0x2
+
+# close_range(2) flags.
+CLOSE_RANGE_CLOEXEC = 0x4
 
 
 def _check(result, *context):
@@ -84,6 +88,17 @@ def umount2(target, flags=0):
     _check(_libc.umount2(_bytes(target), ctypes.c_int(flags)), target)
 
 
+def close_range(first, last=0xFFFFFFFF, flags=0):
+    """close_range(2): close every file descriptor from first to last (or mark them close-on-exec)."""
+    # glibc 2.34 has a wrapper, older ones not: call it by its number (436 on every architecture).
+    try:
+        _check(_libc.syscall(_SYS_CLOSE_RANGE, ctypes.c_uint(first), ctypes.c_uint(last), ctypes.c_uint(flags)))
+    except OSError as error:
+        if error.errno != ENOSYS or flags:
+            raise
+        os.closerange(first, min(last, os.sysconf("SC_OPEN_MAX")) + 1)  # a kernel older than 5.9
+
+
 def pivot_root(new_root, put_old):
     """pivot_root(2): make new_root the root mount; the old root moves to put_old."""
     # glibc has no wrapper for pivot_root: call it by its number.
@@ -94,3 +109,4 @@ def pivot_root(new_root, put_old):
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "armv7l": 218, "riscv64": 41}.get(
     os.uname().machine, 155
 )
+_SYS_CLOSE_RANGE = 436

@@ -17,6 +17,8 @@ CGROUP_ROOT = "/sys/fs/cgroup"
 CPU_PERIOD_US = 100_000  # the CFS scheduling period: a quota is a share of it
 SIZE_UNITS = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 MIN_MEMORY = 6 * 1024**2  # docker's minimum: below it a process barely starts
+MAX_MEMORY = 2**63 - 1  # memory.max and memory.limit_in_bytes are 64-bit counters
+PID_MAX_LIMIT = 4 * 1024**2  # the kernel's most pids (pid_max can be raised to it, not beyond)
 
 
 def parse_size(text):
@@ -29,6 +31,8 @@ def parse_size(text):
     size = int(number) * SIZE_UNITS[unit]
     if size < MIN_MEMORY:
         raise argparse.ArgumentTypeError(f"memory limit {text!r} is too small: give at least 6m")
+    if size > MAX_MEMORY:
+        raise argparse.ArgumentTypeError(f"memory limit {text!r} is larger than the kernel takes (8 EiB)")
     return size
 
 
@@ -36,7 +40,7 @@ def parse_cpus(text):
     """'0.5' -> 0.5: how many CPUs' worth of time the container may use."""
     cpus = float(text)
     available = os.cpu_count() or 1
-    if not 0.01 <= cpus <= available:
+    if not 0.01 <= cpus <= available:  # below 0.01 the quota is under the kernel's 1 ms minimum
         raise argparse.ArgumentTypeError(f"give between 0.01 and {available} (the CPUs of this machine)")
     return cpus
 
@@ -44,8 +48,8 @@ def parse_cpus(text):
 def parse_pids(text):
     """'10' -> 10: the most processes the container may have at once."""
     pids = int(text)
-    if pids < 1:
-        raise argparse.ArgumentTypeError("give at least 1")
+    if not 1 <= pids <= PID_MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"give between 1 and {PID_MAX_LIMIT} (the kernel's PID_MAX_LIMIT)")
     return pids
 
 
@@ -65,7 +69,7 @@ def create(name, memory=None, cpus=None, pids=None):
             "--memory, --cpus and --pids-limit need a cgroup, and a rootless run has none"
             " it may write to; run udocker as root (sudo) for resource limits"
         )
-    unified = os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers"))
+    unified = is_unified()
     paths = v2_create(name, wanted) if unified else v1_create(name, wanted)
     cgroup = Cgroup(paths, unified)
     try:
@@ -76,8 +80,13 @@ def create(name, memory=None, cpus=None, pids=None):
     return cgroup
 
 
+def is_unified():
+    """Is this machine's cgroup tree v2 (one tree, every controller) rather than v1 or hybrid?"""
+    return os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers"))
+
+
 def v2_create(name, controllers):
-    """Create udocker/<name> in the v2 tree with these controllers; return its path."""
+    """Create udocker/<name> in the v2 tree with these controllers; return [its path]."""
     # Controllers must be enabled in each parent's cgroup.subtree_control, and a
     # cgroup with processes in it may not enable any ("no internal processes"):
     # our own cgroup usually holds processes, so ours live under the root.
@@ -95,8 +104,20 @@ def v2_create(name, controllers):
     return [path]
 
 
+def v2_limit_files(memory, cpus, pids):
+    """The v2 files that hold these limits: [(file name, value, optional)], in the order to write them."""
+    files = []
+    if memory is not None:
+        files += [("memory.max", memory, False), ("memory.swap.max", 0, True)]
+    if cpus is not None:
+        files.append(("cpu.max", f"{int(cpus * CPU_PERIOD_US)} {CPU_PERIOD_US}", False))
+    if pids is not None:
+        files.append(("pids.max", pids, False))
+    return files
+
+
 def v1_create(name, controllers):
-    """Create <name> in each controller's v1 tree, under our own cgroup there."""
+    """Create <name> in each controller's v1 tree, under our own cgroup there; return their paths."""
     paths = []
     try:
         for controller in controllers:
@@ -110,6 +131,19 @@ def v1_create(name, controllers):
         remove_dirs(paths)
         raise
     return paths
+
+
+def v1_limit_files(memory, cpus, pids):
+    """The v1 files that hold these limits, as v2_limit_files lists v2's."""
+    files = []
+    if memory is not None:  # memsw (memory + swap) exists only where swap accounting is on
+        files += [("memory.limit_in_bytes", memory, False), ("memory.memsw.limit_in_bytes", memory, True)]
+    if cpus is not None:
+        files += [("cpu.cfs_period_us", CPU_PERIOD_US, False),
+                  ("cpu.cfs_quota_us", int(cpus * CPU_PERIOD_US), False)]
+    if pids is not None:
+        files.append(("pids.max", pids, False))
+    return files
 
 
 def own_cgroup(controller):
@@ -129,22 +163,10 @@ class Cgroup:
         self.unified = unified
 
     def set_limits(self, memory, cpus, pids):
-        if memory is not None:
-            if self.unified:
-                self.write("memory.max", memory)
-                self.write("memory.swap.max", 0, optional=True)  # swap must not let it escape
-            else:
-                self.write("memory.limit_in_bytes", memory)
-                self.write("memory.memsw.limit_in_bytes", memory, optional=True)
-        if cpus is not None:
-            quota = int(cpus * CPU_PERIOD_US)
-            if self.unified:
-                self.write("cpu.max", f"{quota} {CPU_PERIOD_US}")
-            else:
-                self.write("cpu.cfs_period_us", CPU_PERIOD_US)
-                self.write("cpu.cfs_quota_us", quota)
-        if pids is not None:
-            self.write("pids.max", pids)
+        """Write each limit into its file, in v2's names or v1's."""
+        files = (v2_limit_files if self.unified else v1_limit_files)(memory, cpus, pids)
+        for filename, value, optional in files:
+            self.write(filename, value, optional)
 
     def write(self, filename, value, optional=False):
         """Write value into the file `filename` of whichever of our directories has it."""
@@ -175,13 +197,13 @@ class Cgroup:
 
     def remove(self):
         """Remove the cgroup's directories (the container has exited)."""
-        remove_dirs(self.paths)  # not v2's shared udocker/: another container may be starting in it
+        remove_dirs(self.paths)
 
 
 def remove_dirs(paths):
     """rmdir each cgroup; the kernel may need a moment after the last process exits."""
     for path in paths:
-        for attempt in range(50):
+        for _ in range(50):
             try:
                 os.rmdir(path)
                 break

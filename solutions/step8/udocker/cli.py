@@ -5,6 +5,7 @@ import sys
 from udocker import cgroups
 from udocker import container
 from udocker.errors import EXIT_RUNTIME_ERROR, UdockerError
+
 from udocker.image import commands as image_commands
 
 
@@ -16,10 +17,32 @@ class Parser(argparse.ArgumentParser):
 
 
 def hostname(name):
-    """A valid --hostname: 1 to 64 bytes, as sethostname(2) takes them."""
-    if not 1 <= len(name.encode()) <= 64:
-        raise argparse.ArgumentTypeError(f"hostname {name!r} must be 1 to 64 bytes long")
+    """A valid --hostname: docker's rule (RFC 1123 labels joined by dots), and the kernel's (64 bytes at most)."""
+    labels = name.split(".")
+    valid = all(
+        label and label[0] != "-" and label[-1] != "-"
+        and all(c.isascii() and (c.isalnum() or c == "-") for c in label)
+        for label in labels
+    )
+    if not valid:
+        raise argparse.ArgumentTypeError(
+            f"invalid hostname format {shorten(name)!r}: use letters, digits and '-', in labels separated by dots")
+    if len(name) > 64:  # sethostname(2) refuses more with a bare EINVAL
+        raise argparse.ArgumentTypeError(f"hostname {shorten(name)!r} is {len(name)} bytes long: 64 at most")
     return name
+
+
+def workdir(path):
+    """A valid -w/--workdir: an absolute path, as docker requires."""
+    if not path.startswith("/"):
+        raise argparse.ArgumentTypeError(
+            f"the working directory {shorten(path)!r} is invalid, it needs to be an absolute path")
+    return path
+
+
+def shorten(text, width=60):
+    """TEXT, cut to WIDTH characters for a one-line message."""
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def build_parser():
@@ -62,7 +85,7 @@ def build_parser():
         "-e", "--env", action="append", default=[], metavar="KEY=VALUE",
         help="set an environment variable (repeatable)",
     )
-    run.add_argument("-w", "--workdir", metavar="DIR", help="the working directory")
+    run.add_argument("-w", "--workdir", type=workdir, metavar="DIR", help="the working directory (absolute)")
     run.add_argument("--entrypoint", metavar="CMD", help="replace the image's Entrypoint")
     run.add_argument("-u", "--user", metavar="USER[:GROUP]", help="replace the image's User")
     run.add_argument(
@@ -81,10 +104,11 @@ def main(argv=None):
     try:
         args = build_parser().parse_args(argv)
         if args.subcommand == "run":
-            if not args.command and args.image.startswith(("/", ".")) and args.entrypoint is None:
+            needs_command = args.image.startswith(("/", ".")) and args.entrypoint is None  # an image has a Cmd
+            if needs_command and not args.command:
                 raise UdockerError("run needs a COMMAND after the IMAGE (see 'udocker run --help')")
             return container.run(args)
-        return args.handler(args)
+        return args.handler(args)  # pull, images, rmi: each subcommand's parser set its handler
     except UdockerError as error:
         print(f"udocker: {error}", file=sys.stderr)
         return error.exit_code

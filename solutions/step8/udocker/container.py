@@ -1,22 +1,19 @@
 """Run a command in a container.
 
-The parent (`run`, `start`) prepares, forks and waits; the child (`contain`)
-isolates itself step by step and finally becomes the command with execve(2).
+The parent (`run`, `start`, `wait_for`) prepares, forks and waits; the child
+(`child_main`, `contain`) isolates itself step by step and finally becomes the
+command with execve(2). What one container is made of travels between them in
+a small `Container` object, which grows a field or two per step.
 """
 import os
 import signal
 import sys
 
 from udocker import cgroups
+from udocker import devices
 from udocker import process
 from udocker import syscalls
-from udocker import devices
-from udocker.errors import (
-    EXIT_NOT_EXECUTABLE,
-    EXIT_NOT_FOUND,
-    EXIT_RUNTIME_ERROR,
-    UdockerError,
-)
+from udocker.errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_RUNTIME_ERROR, UdockerError
 
 # Signals a user sends to stop or poke a container: we pass them on to it.
 FORWARDED_SIGNALS = (
@@ -31,25 +28,42 @@ FORWARDED_SIGNALS = (
 STOP_TIMEOUT = float(os.environ.get("UDOCKER_STOP_TIMEOUT", "10"))
 
 
+class Container:
+    """One container: what run() decides about it, for the parent and the child to use."""
+
+    def __init__(self, command):
+        self.id = os.urandom(6).hex()  # 12 hex digits, like the short ids docker shows
+        self.command = command  # COMMAND [ARG...]
+        self.hostname = None  # --hostname, else the id
+        self.rootfs = None  # the directory that becomes its /
+        self.rootless = os.geteuid() != 0  # decided now: in its user namespace we are uid 0
+        self.cgroup = None  # a cgroups.Cgroup, with its limits
+        self.layers = None  # an image's unpacked layers, lowest first (None: IMAGE is a directory)
+        self.process = None  # a process.Process: argv, env, working directory, user
+
+
 def run(args):
-    """Run args.command in a new container; return its exit status."""
-    args.container_id = os.urandom(6).hex()
+    """Run the container `udocker run` asks for; return its exit status."""
+    container = Container(args.command)
     if args.image.startswith(("/", ".")):
-        args.rootfs = check_rootfs(args.image)
-        args.layers = None
-        args.process = process.from_directory(args)
+        container.rootfs = check_rootfs(args.image)
+        container.process = process.from_directory(args)
     else:
-        prepare_image(args)
-    args.hostname = args.hostname or args.container_id
-    args.cgroup = cgroups.create(
-        f"udocker-{args.container_id}",
+        prepare_image(container, args)
+    container.hostname = args.hostname or container.id
+    # From here on we make things on the host (a cgroup, ...). Hold the signals we
+    # forward until the container runs, so that none can end us half-way; one that
+    # comes meanwhile is waiting for us (abort_if_signalled, wait_for).
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
+    container.cgroup = cgroups.create(
+        f"udocker-{container.id}",
         memory=args.memory,
         cpus=args.cpus,
         pids=args.pids_limit,
     )
     try:
-        status = start(args)
-        if status == 128 + signal.SIGKILL and args.cgroup.oom_killed():
+        status = start(container)
+        if status == 128 + signal.SIGKILL and container.cgroup.oom_killed():
             print(
                 f"udocker: the container ran out of memory (--memory {args.memory} bytes)"
                 " and the kernel killed it",
@@ -57,32 +71,44 @@ def run(args):
             )
         return status
     finally:
-        args.cgroup.remove()
+        container.cgroup.remove()
 
 
-def start(args):
+def start(container):
     """Fork the container's first process, wait for it, and return its exit status."""
-    if os.geteuid() != 0:
+    if container.rootless:
         enter_user_namespace()
     syscalls.unshare(syscalls.CLONE_NEWPID)
-    # Block the forwarded signals until the child's pid is known: a Ctrl-C that
-    # arrives in between is then delivered to the handler, not lost.
-    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
+    abort_if_signalled()
     pid = os.fork()
     if pid == 0:
-        child_main(args)
+        child_main(container)
     return wait_for(pid)
 
 
-def child_main(args):
+def abort_if_signalled():
+    """A signal that came while we prepared the container ends udocker as it would have: 128+N."""
+    pending = signal.sigpending() & set(FORWARDED_SIGNALS)
+    if pending:
+        signum = min(pending)
+        raise UdockerError(f"{signal.Signals(signum).name} before the container started", 128 + signum)
+
+
+def child_main(container):
     """The child's life: become the container, or report why not. Never returns."""
-    # Start the command with default dispositions, as runc does: not with our
-    # handlers, nor with the SIG_IGN a shell gives its background jobs.
-    for signum in FORWARDED_SIGNALS:
-        signal.signal(signum, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
+    # Start the command as runc does: default dispositions (not our handlers, nor the
+    # SIG_IGN that Python gives SIGPIPE or a shell its background jobs), no blocked signal.
+    for signum in signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}:
+        try:
+            signal.signal(signum, signal.SIG_DFL)
+        except (OSError, ValueError):  # signals the C library keeps for itself
+            pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    # A session of its own, as runc makes: our caller's terminal is then not the container's
+    # controlling terminal, and the container cannot type into the host's shell with TIOCSTI.
+    os.setsid()
     try:
-        contain(args)
+        contain(container)
     except UdockerError as error:
         report(error, error.exit_code)
     except OSError as error:
@@ -101,49 +127,69 @@ def report(message, exit_code):
 
 def wait_for(pid):
     """Wait for the container, passing signals on to it; return its exit status."""
-    stop_requested = False
+    stop_timer = StopTimer(pid)
 
     def forward(signum, frame):
-        nonlocal stop_requested
         try:
             os.kill(pid, signum)
         except ProcessLookupError:
-            return  # already gone: waitpid is about to return
-        if signum in (signal.SIGINT, signal.SIGTERM) and not stop_requested:
-            stop_requested = True
+            return
+        stop_timer.signalled(signum)
+
+    for signum in FORWARDED_SIGNALS:
+        signal.signal(signum, forward)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
+    _, status = os.waitpid(pid, 0)  # retried by Python when a signal interrupts it
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)  # pid is gone: nobody to forward to
+    stop_timer.cancel()
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+class StopTimer:
+    """`docker stop`'s rule: a container still running STOP_TIMEOUT s after SIGINT or SIGTERM gets SIGKILL.
+
+    A PID 1 ignores every signal it has no handler for (pid_namespaces(7)), so a
+    stop signal alone may never end it.
+    """
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.running = False
+        signal.signal(signal.SIGALRM, self.expire)
+
+    def signalled(self, signum):
+        if signum in (signal.SIGINT, signal.SIGTERM) and not self.running:
+            self.running = True
             signal.setitimer(signal.ITIMER_REAL, STOP_TIMEOUT)
 
-    def kill(signum, frame):
+    def expire(self, signum, frame):
         print(
             f"udocker: the container did not stop within {STOP_TIMEOUT:g} s of the stop signal"
             " (a PID 1 ignores signals it has no handler for); killing it",
             file=sys.stderr,
             flush=True,
         )
-        os.kill(pid, signal.SIGKILL)
+        os.kill(self.pid, signal.SIGKILL)
 
-    for signum in FORWARDED_SIGNALS:
-        signal.signal(signum, forward)
-    signal.signal(signal.SIGALRM, kill)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
-    _, status = os.waitpid(pid, 0)  # retried by Python when a signal interrupts it
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    code = os.waitstatus_to_exitcode(status)
-    return 128 - code if code < 0 else code
+    def cancel(self):
+        signal.setitimer(signal.ITIMER_REAL, 0)
 
 
-def contain(args):
+def contain(container):
     """In the child: isolate this process step by step, then exec the command."""
-    args.cgroup.join()
+    container.cgroup.join()
     syscalls.unshare(syscalls.CLONE_NEWUTS)
-    syscalls.sethostname(args.hostname)
+    syscalls.sethostname(container.hostname)
     syscalls.unshare(syscalls.CLONE_NEWNS)
     syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
-    if args.layers:
-        mount_overlay(args.layers, args.rootfs, args.rootless)
-    enter_rootfs(args.rootfs)
-    process.become(args.process, args.hostname)
-    execute(args.process.argv)
+    if container.layers:
+        mount_overlay(container.layers, container.rootfs, container.rootless)
+    enter_rootfs(container.rootfs)
+    process.become(container.process, container.hostname)
+    argv = container.process.argv
+    syscalls.close_range(3)
+    execute(argv)
 
 
 def execute(argv):
@@ -153,13 +199,29 @@ def execute(argv):
     except ValueError:  # an empty command name: nothing to find, as docker says
         raise UdockerError("'': command not found", EXIT_NOT_FOUND) from None
     except FileNotFoundError:
-        raise UdockerError(f"{argv[0]}: command not found", EXIT_NOT_FOUND) from None
+        raise UdockerError(not_found(argv[0]), EXIT_NOT_FOUND) from None
     except (PermissionError, IsADirectoryError):
         raise UdockerError(
             f"{argv[0]}: permission denied (is it an executable file?)", EXIT_NOT_EXECUTABLE
         ) from None
     except OSError as error:  # ENOEXEC and friends: a file the kernel cannot run
         raise UdockerError(f"{argv[0]}: cannot execute: {error.strerror}", EXIT_NOT_EXECUTABLE) from None
+
+
+def not_found(name):
+    """Why execvp(3) found no NAME: there is no such file, or the file needs a program that is missing."""
+    paths = [name] if "/" in name else [os.path.join(d, name) for d in os.get_exec_path()]
+    for path in paths:
+        try:
+            with open(path, "rb") as file:
+                first_line = file.readline(256)
+        except OSError:
+            continue
+        if first_line.startswith(b"#!"):  # execve runs the interpreter the #! line names
+            interpreter = (first_line[2:].split() or [b""])[0].decode(errors="replace")
+            return f"{name}: its interpreter {interpreter!r} (the #! line) is missing: no such file or directory"
+        return f"{name}: exists, but the dynamic loader it needs (its ELF interpreter) is missing"
+    return f"{name}: command not found"
 
 
 def check_rootfs(image):
@@ -175,6 +237,9 @@ def check_rootfs(image):
             f"cannot read the root filesystem {image!r} (permission denied); "
             "give a directory this user can read, or run as root"
         ) from None
+    if os.path.samefile(rootfs, "/"):
+        raise UdockerError(f"{image!r} is the host's own root directory, which would give the container "
+                           f"every file of the host; {hint}")
     if not entries:
         raise UdockerError(f"root filesystem {image!r} is empty; {hint}")
     return rootfs
@@ -221,21 +286,24 @@ def enter_user_namespace():
 
 
 def write_file(path, text):
-    with open(path, "w") as file:
-        file.write(text)
+    """Write TEXT to the file PATH; an error names PATH (a failed write() alone would not)."""
+    try:
+        with open(path, "w") as file:
+            file.write(text)
+    except OSError as error:
+        raise type(error)(error.errno, error.strerror, path) from None
 
 
-def prepare_image(args):
+def prepare_image(container, args):
     """Get IMAGE's layers and config; say where its root filesystem will be mounted."""
     # The image modules load only here, so that `run DIRECTORY` stays quick.
     from udocker.image.lookup import resolve
     from udocker.image.store import default_root
 
     image = resolve(args.image)
-    args.layers = image.layer_dirs
-    args.rootfs = os.path.join(default_root(), "mnt", "rootfs")
-    args.rootless = os.geteuid() != 0  # decided now: inside the user namespace we are uid 0
-    args.process = process.from_image(image.config, args)
+    container.layers = image.layer_dirs
+    container.rootfs = os.path.join(default_root(), "mnt", "rootfs")
+    container.process = process.from_image(image.config, args)
 
 
 def mount_overlay(layers, rootfs, rootless):

@@ -15,6 +15,11 @@ class Parser(argparse.ArgumentParser):
         super().error(message)
 
 
+def shorten(text, width=60):
+    """TEXT, cut to WIDTH characters for a one-line message."""
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def build_parser():
     """Describe udocker's command line: `udocker run [OPTIONS] IMAGE COMMAND [ARG...]`."""
     # TODO(step 0): Build the parser: a `run` subcommand with an IMAGE and the COMMAND
@@ -28,7 +33,8 @@ def main(argv=None):
     try:
         args = build_parser().parse_args(argv)
         if args.subcommand == "run":
-            if not args.command:
+            needs_command = True
+            if needs_command and not args.command:
                 raise UdockerError("run needs a COMMAND after the IMAGE (see 'udocker run --help')")
             raise UdockerError("run is not implemented yet: that is step 1")
     except UdockerError as error:

@@ -2,7 +2,7 @@
 import argparse
 import sys
 
-# TODO(step 1): Import the container module, where `udocker run` does its work.
+from udocker import container
 from udocker.errors import EXIT_RUNTIME_ERROR, UdockerError
 
 
@@ -11,6 +11,11 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         raise UdockerError(f"{message} (see 'udocker --help')")
+
+
+def shorten(text, width=60):
+    """TEXT, cut to WIDTH characters for a one-line message."""
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def build_parser():
@@ -41,11 +46,10 @@ def main(argv=None):
     try:
         args = build_parser().parse_args(argv)
         if args.subcommand == "run":
-            if not args.command:
+            needs_command = True
+            if needs_command and not args.command:
                 raise UdockerError("run needs a COMMAND after the IMAGE (see 'udocker run --help')")
-            # TODO(step 1): Run the container and return its exit status
-            #   (container.run).
-            raise UdockerError("run is not implemented yet: that is step 1")
+            return container.run(args)
     except UdockerError as error:
         print(f"udocker: {error}", file=sys.stderr)
         return error.exit_code

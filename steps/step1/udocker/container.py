@@ -1,18 +1,15 @@
 """Run a command in a container.
 
-The parent (`run`, `start`) prepares, forks and waits; the child (`contain`)
-isolates itself step by step and finally becomes the command with execve(2).
+The parent (`run`, `start`, `wait_for`) prepares, forks and waits; the child
+(`child_main`, `contain`) isolates itself step by step and finally becomes the
+command with execve(2). What one container is made of travels between them in
+a small `Container` object, which grows a field or two per step.
 """
 import os
 import signal
 import sys
 
-from udocker.errors import (
-    EXIT_NOT_EXECUTABLE,
-    EXIT_NOT_FOUND,
-    EXIT_RUNTIME_ERROR,
-    UdockerError,
-)
+from udocker.errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_RUNTIME_ERROR, UdockerError
 
 # Signals a user sends to stop or poke a container: we pass them on to it.
 FORWARDED_SIGNALS = (
@@ -27,28 +24,55 @@ FORWARDED_SIGNALS = (
 STOP_TIMEOUT = float(os.environ.get("UDOCKER_STOP_TIMEOUT", "10"))
 
 
+class Container:
+    """One container: what run() decides about it, for the parent and the child to use."""
+
+    def __init__(self, command):
+        self.id = os.urandom(6).hex()  # 12 hex digits, like the short ids docker shows
+        self.command = command  # COMMAND [ARG...]
+
+
 def run(args):
-    """Run args.command in a new container; return its exit status."""
-    args.container_id = os.urandom(6).hex()
-    return start(args)
+    """Run the container `udocker run` asks for; return its exit status."""
+    container = Container(args.command)
+    # From here on we make things on the host (a cgroup, ...). Hold the signals we
+    # forward until the container runs, so that none can end us half-way; one that
+    # comes meanwhile is waiting for us (abort_if_signalled, wait_for).
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
+    return start(container)
 
 
-def start(args):
+def start(container):
     """Fork the container's first process, wait for it, and return its exit status."""
-    # TODO(step 1): fork(2) a child that calls contain(args) (in child_main) and never
-    #   returns; in the parent, wait for it (wait_for) and return its exit status.
+    abort_if_signalled()
+    # TODO(step 1): fork(2) a child that runs child_main(container) and never returns;
+    #   in the parent, wait for it (wait_for) and return its exit status.
     raise UdockerError("starting a container is not implemented yet: that is step 1")
 
 
-def child_main(args):
+def abort_if_signalled():
+    """A signal that came while we prepared the container ends udocker as it would have: 128+N."""
+    pending = signal.sigpending() & set(FORWARDED_SIGNALS)
+    if pending:
+        signum = min(pending)
+        raise UdockerError(f"{signal.Signals(signum).name} before the container started", 128 + signum)
+
+
+def child_main(container):
     """The child's life: become the container, or report why not. Never returns."""
-    # Start the command with default dispositions, as runc does: not with our
-    # handlers, nor with the SIG_IGN a shell gives its background jobs.
-    for signum in FORWARDED_SIGNALS:
-        signal.signal(signum, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
+    # Start the command as runc does: default dispositions (not our handlers, nor the
+    # SIG_IGN that Python gives SIGPIPE or a shell its background jobs), no blocked signal.
+    for signum in signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}:
+        try:
+            signal.signal(signum, signal.SIG_DFL)
+        except (OSError, ValueError):  # signals the C library keeps for itself
+            pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    # A session of its own, as runc makes: our caller's terminal is then not the container's
+    # controlling terminal, and the container cannot type into the host's shell with TIOCSTI.
+    os.setsid()
     try:
-        contain(args)
+        contain(container)
     except UdockerError as error:
         report(error, error.exit_code)
     except OSError as error:
@@ -67,45 +91,89 @@ def report(message, exit_code):
 
 def wait_for(pid):
     """Wait for the container, passing signals on to it; return its exit status."""
-    stop_requested = False
+    stop_timer = StopTimer(pid)
 
     def forward(signum, frame):
-        nonlocal stop_requested
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            return  # already gone: waitpid is about to return
-        if signum in (signal.SIGINT, signal.SIGTERM) and not stop_requested:
-            stop_requested = True
+        # TODO(step 1): Pass the signal on to the container (os.kill). It may have
+        #   exited and been reaped just now: then there is nobody to tell
+        #   (ProcessLookupError).
+        stop_timer.signalled(signum)
+
+    # TODO(step 1): Make forward() the handler of each of FORWARDED_SIGNALS
+    #   (signal.signal), then unblock them (run() blocked them: one that came meanwhile
+    #   is delivered now).
+    _, status = os.waitpid(pid, 0)  # retried by Python when a signal interrupts it
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)  # pid is gone: nobody to forward to
+    stop_timer.cancel()
+    # TODO(step 1): Turn the wait status into an exit status: the command's exit code,
+    #   or 128+N when signal N killed it (os.waitstatus_to_exitcode returns -N then).
+    return 0
+
+
+class StopTimer:
+    """`docker stop`'s rule: a container still running STOP_TIMEOUT s after SIGINT or SIGTERM gets SIGKILL.
+
+    A PID 1 ignores every signal it has no handler for (pid_namespaces(7)), so a
+    stop signal alone may never end it.
+    """
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.running = False
+        signal.signal(signal.SIGALRM, self.expire)
+
+    def signalled(self, signum):
+        if signum in (signal.SIGINT, signal.SIGTERM) and not self.running:
+            self.running = True
             signal.setitimer(signal.ITIMER_REAL, STOP_TIMEOUT)
 
-    def kill(signum, frame):
+    def expire(self, signum, frame):
         print(
             f"udocker: the container did not stop within {STOP_TIMEOUT:g} s of the stop signal"
             " (a PID 1 ignores signals it has no handler for); killing it",
             file=sys.stderr,
             flush=True,
         )
-        os.kill(pid, signal.SIGKILL)
+        os.kill(self.pid, signal.SIGKILL)
 
-    for signum in FORWARDED_SIGNALS:
-        signal.signal(signum, forward)
-    signal.signal(signal.SIGALRM, kill)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
-    _, status = os.waitpid(pid, 0)  # retried by Python when a signal interrupts it
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    # TODO(step 1): Turn the wait status into an exit status: the command's exit code,
-    #   or 128+N when signal N killed it (os.waitstatus_to_exitcode returns -N then).
-    return 0
+    def cancel(self):
+        signal.setitimer(signal.ITIMER_REAL, 0)
 
 
-def contain(args):
+def contain(container):
     """In the child: isolate this process step by step, then exec the command."""
-    execute(args.command)
+    argv = container.command
+    execute(argv)
 
 
 def execute(argv):
     """Replace this process with the command (execvp(3)); raise UdockerError when that fails."""
     # TODO(step 1): Run the command with os.execvp. When it fails, raise UdockerError
-    #   with exit status 127 (not found) or 126 (found but not executable).
+    #   with exit status 127 (not found: say why with not_found) or 126 (found but not
+    #   executable).
     raise UdockerError("executing the command is not implemented yet: that is step 1")
+
+
+def not_found(name):
+    """Why execvp(3) found no NAME: there is no such file, or the file needs a program that is missing."""
+    paths = [name] if "/" in name else [os.path.join(d, name) for d in os.get_exec_path()]
+    for path in paths:
+        try:
+            with open(path, "rb") as file:
+                first_line = file.readline(256)
+        except OSError:
+            continue
+        if first_line.startswith(b"#!"):  # execve runs the interpreter the #! line names
+            interpreter = (first_line[2:].split() or [b""])[0].decode(errors="replace")
+            return f"{name}: its interpreter {interpreter!r} (the #! line) is missing: no such file or directory"
+        return f"{name}: exists, but the dynamic loader it needs (its ELF interpreter) is missing"
+    return f"{name}: command not found"
+
+
+def write_file(path, text):
+    """Write TEXT to the file PATH; an error names PATH (a failed write() alone would not)."""
+    try:
+        with open(path, "w") as file:
+            file.write(text)
+    except OSError as error:
+        raise type(error)(error.errno, error.strerror, path) from None

@@ -14,10 +14,24 @@ class Parser(argparse.ArgumentParser):
 
 
 def hostname(name):
-    """A valid --hostname: 1 to 64 bytes, as sethostname(2) takes them."""
-    if not 1 <= len(name.encode()) <= 64:
-        raise argparse.ArgumentTypeError(f"hostname {name!r} must be 1 to 64 bytes long")
+    """A valid --hostname: docker's rule (RFC 1123 labels joined by dots), and the kernel's (64 bytes at most)."""
+    labels = name.split(".")
+    valid = all(
+        label and label[0] != "-" and label[-1] != "-"
+        and all(c.isascii() and (c.isalnum() or c == "-") for c in label)
+        for label in labels
+    )
+    if not valid:
+        raise argparse.ArgumentTypeError(
+            f"invalid hostname format {shorten(name)!r}: use letters, digits and '-', in labels separated by dots")
+    if len(name) > 64:  # sethostname(2) refuses more with a bare EINVAL
+        raise argparse.ArgumentTypeError(f"hostname {shorten(name)!r} is {len(name)} bytes long: 64 at most")
     return name
+
+
+def shorten(text, width=60):
+    """TEXT, cut to WIDTH characters for a one-line message."""
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def build_parser():
@@ -54,7 +68,8 @@ def main(argv=None):
     try:
         args = build_parser().parse_args(argv)
         if args.subcommand == "run":
-            if not args.command:
+            needs_command = True
+            if needs_command and not args.command:
                 raise UdockerError("run needs a COMMAND after the IMAGE (see 'udocker run --help')")
             return container.run(args)
     except UdockerError as error:

@@ -2,7 +2,7 @@
 import argparse
 import sys
 
-# TODO(step 6): Import the cgroups module: --memory is parsed by cgroups.parse_size.
+from udocker import cgroups
 from udocker import container
 from udocker.errors import EXIT_RUNTIME_ERROR, UdockerError
 
@@ -15,10 +15,24 @@ class Parser(argparse.ArgumentParser):
 
 
 def hostname(name):
-    """A valid --hostname: 1 to 64 bytes, as sethostname(2) takes them."""
-    if not 1 <= len(name.encode()) <= 64:
-        raise argparse.ArgumentTypeError(f"hostname {name!r} must be 1 to 64 bytes long")
+    """A valid --hostname: docker's rule (RFC 1123 labels joined by dots), and the kernel's (64 bytes at most)."""
+    labels = name.split(".")
+    valid = all(
+        label and label[0] != "-" and label[-1] != "-"
+        and all(c.isascii() and (c.isalnum() or c == "-") for c in label)
+        for label in labels
+    )
+    if not valid:
+        raise argparse.ArgumentTypeError(
+            f"invalid hostname format {shorten(name)!r}: use letters, digits and '-', in labels separated by dots")
+    if len(name) > 64:  # sethostname(2) refuses more with a bare EINVAL
+        raise argparse.ArgumentTypeError(f"hostname {shorten(name)!r} is {len(name)} bytes long: 64 at most")
     return name
+
+
+def shorten(text, width=60):
+    """TEXT, cut to WIDTH characters for a one-line message."""
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def build_parser():
@@ -41,8 +55,22 @@ def build_parser():
         metavar="NAME",
         help="the container's hostname (default: its id)",
     )
-    # TODO(step 6): Add the resource limits: -m/--memory SIZE, --cpus N and --pids-limit
-    #   N.
+    run.add_argument(
+        "-m",
+        "--memory",
+        type=cgroups.parse_size,
+        metavar="SIZE",
+        help="memory limit: a number of bytes with an optional unit (64m, 1g)",
+    )
+    run.add_argument(
+        "--cpus", type=cgroups.parse_cpus, metavar="N", help="CPUs the container may use (0.5)"
+    )
+    run.add_argument(
+        "--pids-limit",
+        type=cgroups.parse_pids,
+        metavar="N",
+        help="how many processes the container may have at once",
+    )
     run.add_argument(
         "image", metavar="IMAGE", help="the container's root filesystem (a directory)"
     )
@@ -57,7 +85,8 @@ def main(argv=None):
     try:
         args = build_parser().parse_args(argv)
         if args.subcommand == "run":
-            if not args.command:
+            needs_command = True
+            if needs_command and not args.command:
                 raise UdockerError("run needs a COMMAND after the IMAGE (see 'udocker run --help')")
             return container.run(args)
     except UdockerError as error:

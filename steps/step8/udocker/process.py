@@ -7,6 +7,7 @@ them; the command line overrides them, with the same rules as `docker run`:
     env      = Env, then each -e KEY=VALUE (a bare -e KEY copies ours)
     workdir  = -w, else WorkingDir, else /   (created if missing)
     user     = -u, else User ("name", "uid", "uid:gid" or "name:group"), else root
+    umask    = 022, whatever ours is
 """
 import os
 
@@ -57,44 +58,83 @@ def parse_env(pairs):
 
 def become(process, hostname):
     """In the container, after pivot_root: take on the process's user, directory and environment."""
-    # TODO(step 8): Become the image's process: set the environment (with PATH, HOSTNAME
-    #   and HOME defaults), create its working directory (as root), switch to its user
-    #   (setgid before setuid), then enter the working directory.
+    # TODO(step 8): Become the image's process, in runc's order: set the environment
+    #   (with PATH, HOSTNAME and HOME defaults) and docker's umask 022; create the
+    #   working directory and enter it while still root (the user may not be allowed
+    #   to); then switch to the user (switch_user: groups, gid, then uid); enter the
+    #   directory now if root could not.
 
 
-def lookup_user(user):
-    """'name[:group]' or 'uid[:gid]' -> (uid, gid, home), from the image's /etc/passwd and /etc/group."""
-    name, _, group = user.partition(":")
-    uid, gid, home = 0, 0, "/root"
-    if name:
-        entry = find_entry("/etc/passwd", name)
-        if entry:
-            uid, gid, home = int(entry[2]), int(entry[3]), entry[5] or "/"
-        elif name.isdigit():
-            uid, gid, home = int(name), int(name), "/"
-        else:
-            raise UdockerError(f"user {name!r} is not in the image's /etc/passwd")
+class User:
+    """Who the container's process runs as: ids, supplementary groups, home directory."""
+
+    def __init__(self, uid, gid, groups, home):
+        self.uid, self.gid, self.groups, self.home = uid, gid, groups, home
+
+
+def switch_user(user, spec):
+    """setgroups, setgid, then setuid: after setuid we could no longer change our groups."""
+    try:
+        if can_setgroups():
+            os.setgroups(user.groups)
+        os.setgid(user.gid)
+        os.setuid(user.uid)
+    except OSError:  # EINVAL: the id is not mapped in our user namespace
+        raise UdockerError(
+            f"cannot become user {spec or 'root'!r} (uid {user.uid}, gid {user.gid}): a rootless"
+            " container maps uid 0 only; run as root, or pass --user 0"
+        ) from None
+
+
+def lookup_user(spec):
+    """'name[:group]' or 'uid[:gid]' -> User, from the image's /etc/passwd and /etc/group, as runc does.
+
+    A user found in /etc/passwd gets its gid and home, and as supplementary
+    groups every group of /etc/group that lists it. A uid that /etc/passwd lacks
+    gets gid 0 and home /. An explicit :group replaces the gid and adds no
+    groups. Like docker, the gid is always the first of the groups.
+    """
+    name, _, group = spec.partition(":")
+    uid, gid, home, found = 0, 0, "/", None
+    passwd = find_entry("/etc/passwd", name or "0", by_id=not name or name.isdigit())
+    if passwd:
+        found, uid, gid, home = passwd[0], int(passwd[2]), int(passwd[3]), passwd[5] or "/"
+    elif not name or name.isdigit():  # root, or a uid the image does not name
+        uid = int(name or 0)
+    else:
+        raise UdockerError(f"user {name!r} is not in the image's /etc/passwd")
+    groups = []
     if group:
-        entry = find_entry("/etc/group", group)
+        entry = find_entry("/etc/group", group, by_id=group.isdigit())
         if entry:
             gid = int(entry[2])
         elif group.isdigit():
             gid = int(group)
         else:
             raise UdockerError(f"group {group!r} is not in the image's /etc/group")
-    return uid, gid, home
+    elif found:
+        groups = [int(entry[2]) for entry in entries("/etc/group") if found in entry[3].split(",")]
+    for number in (uid, gid):
+        if number > 2**31 - 2:
+            raise UdockerError(f"user {spec!r}: id {number} is out of range")
+    return User(uid, gid, [gid] + [g for g in groups if g != gid], home)
 
 
-def find_entry(path, key):
-    """The fields of the line of /etc/passwd or /etc/group whose name or id is key."""
+def entries(path):
+    """The fields of each line of /etc/passwd or /etc/group (nothing when the file is missing)."""
     try:
         with open(path) as file:
-            for line in file:
-                fields = line.rstrip("\n").split(":")
-                if len(fields) > 2 and key in (fields[0], fields[2]):
-                    return fields
+            lines = file.read().splitlines()
     except FileNotFoundError:
-        pass
+        return []
+    return [fields for fields in (line.split(":") for line in lines) if len(fields) > 3]
+
+
+def find_entry(path, key, by_id):
+    """The first entry of /etc/passwd or /etc/group whose id (by_id) or name is key."""
+    for fields in entries(path):
+        if fields[2 if by_id else 0] == key:
+            return fields
     return None
 
 

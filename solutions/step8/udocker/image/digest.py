@@ -63,7 +63,6 @@ class VerifyingReader:
             raise DigestMismatch(
                 f"{self.what}: content does not match its digest (expected {self.expected}, "
                 f"got {actual}); nothing of it was stored")
-        return
 
 
 def verify_bytes(data, expected, what):

@@ -94,16 +94,16 @@ def parse_reference(text):
     if not text or len(text) > 512:
         raise InvalidReference(text, "empty or too long")
     rest, at, digest = text.partition("@")
-    if at and not _DIGEST.fullmatch(digest):
-        raise InvalidReference(text, "a digest is sha256: and 64 lowercase hex digits")
     # A ':' after the last '/' starts the tag; one before it belongs to host:port.
     tag = None
     colon = rest.rfind(":")
     if colon > rest.rfind("/"):
         rest, tag = rest[:colon], rest[colon + 1:]
-        if not _TAG.fullmatch(tag):
-            raise InvalidReference(text, f"bad tag {tag!r}")
     registry, repository = split_registry(rest)
+    if at and not _DIGEST.fullmatch(digest):
+        raise InvalidReference(text, "a digest is sha256: and 64 lowercase hex digits")
+    if tag is not None and not _TAG.fullmatch(tag):
+        raise InvalidReference(text, f"bad tag {tag!r}")
     if not _DOMAIN.fullmatch(registry):
         raise InvalidReference(text, f"bad registry host {registry!r}")
     if repository != repository.lower():

@@ -123,7 +123,6 @@ def whiteout(parent, name, what, member):
     path = os.path.join(parent, target)
     clear(path, keep_directory=False)
     os.mknod(path, stat.S_IFCHR | 0o600, os.makedev(0, 0))
-    return
 
 
 def create(tar, member, root, path, what):

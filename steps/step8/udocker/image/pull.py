@@ -107,7 +107,7 @@ def pull(reference, store, progress):
     manifest, manifest_digest, repo_digest, blobs = fetch_manifest(registry, reference, store, progress)
     config, config_digest, diff_ids = fetch_config(registry, manifest, store, reference.familiar())
     layers = []
-    for descriptor, diff_id in zip(manifest["layers"], diff_ids):
+    for descriptor, diff_id in zip(manifest["layers"], diff_ids, strict=True):
         size = fetch_layer(registry, descriptor, diff_id, store, progress)
         layers.append({"digest": descriptor["digest"], "diff_id": diff_id, "size": size})
     record = new_record(reference, repo_digest, manifest_digest, config_digest, layers,

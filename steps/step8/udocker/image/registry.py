@@ -171,7 +171,6 @@ class Registry:
             self.token = body.get("token") or body["access_token"]
         except (ValueError, KeyError, AttributeError):
             raise PullError(f"the token service {params['realm']} sent no token") from None
-        return
 
     def request(self, method, path, what, accept=None, stream=False):
         """Send one API request: token flow, retries of 5xx and refused connections, errors explained."""
