@@ -25,9 +25,10 @@ sandboxed machines, this one included, use for real):
     remote        eth0   198.51.100.2/24, and 203.0.113.1/32 on lo: "an address on the internet"
 
 snapshot() and leftovers() compare the machine's own network state (links,
-addresses, routes, listening TCP sockets, NAT rules, ip_forward) and the
-network namespaces in use, so that a test that touched the host's network or
-left a namespace behind fails.
+addresses, routes, listening TCP sockets, the nftables ruleset, where
+iptables-nft's rules live too, ip_forward) and the network namespaces in use
+(by a process, or by a bind mount), so that a test that touched the host's
+network or left a namespace behind fails. Take them from the host's namespace.
 """
 
 from __future__ import annotations
@@ -108,8 +109,11 @@ class Namespace:
     def __init__(self, path: Path, name: str):
         self.path, self.name = Path(path), name
         self.path.touch()
-        subprocess.run(["unshare", f"--net={self.path}", "true"], check=True, timeout=TIMEOUT,
-                       capture_output=True)
+        made = subprocess.run(["unshare", f"--net={self.path}", "true"], timeout=TIMEOUT,
+                              capture_output=True, text=True)
+        if made.returncode != 0:  # not root, or no network namespaces in this kernel
+            raise AssertionError(f"cannot create the {name} network namespace (`unshare --net={self.path} true`,"
+                                 f" as root): {made.stderr.strip()}")
         self.inode = os.stat(self.path).st_ino
         self.run(["ip", "link", "set", "lo", "up"], check=True)
 

@@ -22,6 +22,7 @@ This module is given: the workshop is about using network namespaces, not
 about encoding netlink messages.
 """
 import _socket  # the socket module's C core: `import socket` also loads enum and selectors (~8 ms)
+import errno
 import os
 import struct
 
@@ -118,7 +119,7 @@ def ip_bytes(address, context=None):
     try:
         return family, _socket.inet_pton(family, address)
     except OSError:
-        raise OSError(22, os.strerror(22), context or address) from None  # EINVAL: not an address
+        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), context or address) from None
 
 
 def ip_text(family, raw):
@@ -171,9 +172,9 @@ class Netlink:
                 if kind == NLMSG_DONE:
                     return
                 if kind == NLMSG_ERROR:
-                    (error,) = NLMSGERR.unpack_from(body)
-                    if error:
-                        raise OSError(-error, os.strerror(-error), context)
+                    (code,) = NLMSGERR.unpack_from(body)
+                    if code:
+                        raise OSError(-code, os.strerror(-code), context)
                     return
                 yield kind, body
 
@@ -219,7 +220,7 @@ def link_index(name):
         seq = nl.send(RTM_GETLINK, 0, _ifinfo() + attr_str(IFLA_IFNAME, name))
         for _, body in nl.replies(seq, name):
             return IFINFOMSG.unpack_from(body)[2]
-    raise OSError(19, os.strerror(19), name)  # ENODEV (not reached: the kernel says it)
+    raise OSError(errno.ENODEV, os.strerror(errno.ENODEV), name)  # not reached: the kernel says it
 
 
 def link_exists(name):
@@ -227,7 +228,7 @@ def link_exists(name):
     try:
         link_index(name)
     except OSError as error:
-        if error.errno == 19:  # ENODEV
+        if error.errno == errno.ENODEV:
             return False
         raise
     return True
@@ -331,7 +332,7 @@ def link(name):
     for found in links():
         if found.index == index:
             return found
-    raise OSError(19, os.strerror(19), name)
+    raise OSError(errno.ENODEV, os.strerror(errno.ENODEV), name)
 
 
 # --------------------------------------------------------------- addresses
@@ -344,7 +345,7 @@ def addr_add(name, cidr):
     bits = 32 if family == _socket.AF_INET else 128
     prefix = prefix or str(bits)
     if not prefix.isdigit() or not 0 <= int(prefix) <= bits:
-        raise OSError(22, os.strerror(22), cidr)
+        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), cidr)
     payload = IFADDRMSG.pack(family, int(prefix), 0, RT_SCOPE_UNIVERSE, link_index(name))
     # IFA_LOCAL is the interface's own address; IFA_ADDRESS its peer's, the same on a LAN.
     payload += attr(IFA_LOCAL, raw) + attr(IFA_ADDRESS, raw)

@@ -33,6 +33,7 @@ Publishing (-p 8080:80) is the proxy module's job: the waiting parent
 listens on the host's port and splices each connection to the container's.
 """
 import argparse  # already loaded by the command line
+import errno
 import os
 import sys
 
@@ -41,7 +42,6 @@ from udocker.errors import EXIT_RUNTIME_ERROR, UdockerError
 
 MODES = ("none", "bridge", "host")
 BRIDGE = "udocker0"
-EADDRNOTAVAIL = 99
 
 
 # --------------------------------------------------------------- the command line
@@ -123,7 +123,7 @@ def _check_local(address):
         try:
             probe.bind((address, 0))
         except OSError as error:
-            if error.errno == EADDRNOTAVAIL:
+            if error.errno == errno.EADDRNOTAVAIL:
                 raise argparse.ArgumentTypeError(
                     f"cannot publish on {address}: it is not an address of this host;"
                     " use one of its addresses, 127.0.0.1, or 0.0.0.0 (all of them)"
@@ -216,7 +216,7 @@ class Network:
             try:
                 netlink.link_del(self.host_end)  # takes eth0 with it, if the namespace has not already
             except OSError as error:
-                if error.errno != 19:  # ENODEV: gone with the container's namespace
+                if error.errno != errno.ENODEV:  # gone already, with the container's namespace
                     raise
             self.veth_made = False
         if self.lease:

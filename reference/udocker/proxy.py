@@ -23,6 +23,7 @@ from outside go straight to the container's address inside the kernel;
 docker-proxy remains for the connections DNAT does not see, such as the host's
 own connections to 127.0.0.1.
 """
+import errno
 import os
 import selectors
 import signal
@@ -30,8 +31,6 @@ import socket
 
 from udocker import syscalls
 from udocker.errors import UdockerError
-
-EINPROGRESS, EADDRINUSE, EACCES, EMFILE = 115, 98, 13, 24
 
 
 class NamespaceDialer:
@@ -65,15 +64,15 @@ class NamespaceDialer:
                 os.close(fd)
         answer = self.channel.recv(512).decode()
         if answer != "ok":
-            errno, _, strerror = answer.partition(" ")
-            raise OSError(int(errno or 0), strerror or "the socket helper is gone", "setns")
+            number, _, strerror = answer.partition(" ")
+            raise OSError(int(number or errno.EPIPE), strerror or "the socket helper is gone", "setns")
 
     def socket(self):
         """A new TCP socket in the container's network namespace (not connected yet)."""
         self.channel.send(b"socket")
         _, fds, _, _ = socket.recv_fds(self.channel, 16, 1)
         if not fds:
-            raise OSError(32, "the socket helper is gone")  # EPIPE
+            raise OSError(errno.EPIPE, "the socket helper is gone")
         return socket.socket(fileno=fds[0])
 
     def close(self):
@@ -139,7 +138,7 @@ class PortProxy:
         except (BlockingIOError, ConnectionAbortedError):
             return
         except OSError as error:  # out of file descriptors: refuse this one, keep serving
-            if error.errno != EMFILE:
+            if error.errno != errno.EMFILE:
                 raise
             return
         upstream = None
@@ -147,7 +146,7 @@ class PortProxy:
             upstream = self.dialer.socket()
             upstream.setblocking(False)
             error = upstream.connect_ex((self.target, self.port.container_port))
-            if error not in (0, EINPROGRESS):
+            if error not in (0, errno.EINPROGRESS):
                 raise OSError(error, os.strerror(error))
         except OSError:
             client.close()  # the client sees its connection closed, as with docker-proxy
@@ -167,9 +166,9 @@ class PortProxy:
 
 def _bind_error(port, error):
     where = f"{port.host_ip}:{port.host_port}"
-    if error.errno == EADDRINUSE:
+    if error.errno == errno.EADDRINUSE:
         return f"cannot publish port {where}: it is already in use; choose another host port (-p OTHER:{port.container_port})"
-    if error.errno == EACCES:
+    if error.errno == errno.EACCES:
         return (f"cannot publish port {where}: permission denied (ports below 1024 need root,"
                 " see sysctl net.ipv4.ip_unprivileged_port_start); choose a host port above 1023")
     return f"cannot publish port {where}: {error.strerror}"
