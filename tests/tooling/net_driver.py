@@ -5,7 +5,7 @@ or UTS namespace, no root filesystem), so that the building blocks of step 9
 can be tested end to end before they are wired into the runtime:
 
     PYTHONPATH=reference python3 net_driver.py [--network MODE] [-p SPEC]... \\
-        [--userns none|parent|child] [--id ID] -- COMMAND [ARG...]
+        [--userns none|parent|child] [--pidns] [--id ID] -- COMMAND [ARG...]
 
 --userns parent: the parent enters a user namespace before forking, as
 container.start does today for a rootless run; child: the child does, and the
@@ -34,6 +34,7 @@ def main():
     parser.add_argument("--network", type=network.network_mode, default="none")
     parser.add_argument("-p", "--publish", type=network.publish, action="extend", default=[])
     parser.add_argument("--userns", choices=("none", "parent", "child"), default="none")
+    parser.add_argument("--pidns", action="store_true", help="the container is PID 1 of a new PID namespace")
     parser.add_argument("--id", default=None)
     parser.add_argument("command", nargs=argparse.REMAINDER)
     try:
@@ -51,6 +52,8 @@ def run(args):
     try:
         if args.userns == "parent":
             enter_user_namespace()
+        if args.pidns:  # as container.start: our next child is PID 1 of a new PID namespace
+            syscalls.unshare(syscalls.CLONE_NEWPID)
         signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
         pid = os.fork()
         if pid == 0:

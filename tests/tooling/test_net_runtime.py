@@ -21,7 +21,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from netsupport import (  # noqa: E402,F401
-    check, exchange, nothing_left_on_the_network, read_all, run_dir, sandbox, start, wait_until,
+    CONTAINER, check, exchange, nothing_left_on_the_network, read_all, run_dir, sandbox, start, wait_until,
 )
 from udocker import netlink  # noqa: E402
 from workshop import netsandbox, testing  # noqa: E402
@@ -427,3 +427,23 @@ def test_socket_helper_ends_with_the_runtime(sandbox):
         testing.kill_tree(container)
         run.finish()
     check(gone, "the helper gone within 5 s of the runtime", f"process {helpers[0]} still there")
+
+
+def test_socket_helper_is_outside_the_container(sandbox):
+    """With a PID namespace (as container.start makes one): the helper is not in it, nor in any namespace
+    of the container but the network one; the proxy still works."""
+    with start(sandbox, "--pidns", "-p", "127.0.0.1:8080:80") as run:
+        run.wait_for("listening 1")  # PID 1 of its namespace
+        tree = testing.descendants(run.pid)
+        container = next(pid for pid in tree if testing.cmdline(pid)[1:2] == [str(CONTAINER)])
+        helpers = [pid for pid in tree if pid != container]
+        check(len(helpers) == 1, "one helper besides the container", helpers)
+        for kind in ("pid", "mnt", "uts", "ipc", "user"):
+            check(testing.namespace(helpers[0], kind) == testing.namespace(run.pid, kind),
+                  f"the helper in the runtime's {kind} namespace", testing.namespace(helpers[0], kind))
+        check(testing.namespace(container, "pid") != testing.namespace(run.pid, "pid"),
+              "the container in a PID namespace of its own", "the runtime's")
+        with sandbox.connect(("127.0.0.1", 8080)) as client:
+            check(exchange(client, b"pid1") == b"pid1bye", "b'pid1bye'", "otherwise")
+        run.write("exit 0\n")
+        run.finish().expect_exit(0)
