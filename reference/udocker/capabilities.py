@@ -22,7 +22,10 @@ finalizeNamespace in init_linux.go), after the mounts and pivot_root:
  1. prctl(PR_SET_NO_NEW_PRIVS) when asked (--security-opt no-new-privileges).
  2. Without no_new_privs: the seccomp filter. Loading one needs CAP_SYS_ADMIN
     (in our user namespace) unless no_new_privs is set, so it must come while
-    we still have it, before anything below drops it.
+    we still have it, before anything below drops it. It then judges the
+    runtime's own last calls too: prctl, capset, setgroups, setgid, setuid,
+    chdir and execve, which it allows. (Rootless we are root of our user
+    namespace, so we have that CAP_SYS_ADMIN too.)
  3. drop_bounding(keep): PR_CAPBSET_DROP needs CAP_SETPCAP, which we still have
     as root. Done before the user switch: afterwards we could not.
  4. set_keepcaps(True), switch user (setgroups, setgid, setuid), set_keepcaps(False).

@@ -14,6 +14,13 @@ Before pivot_root, on the root filesystem (runc's prepareRootfs mounts them so):
     mount_cgroup(rootfs + "/sys/fs/cgroup")   # needs a cgroup namespace, after joining the cgroup
     mount_dev_extras(rootfs + "/dev")         # shm, mqueue (needs an IPC namespace), pts, ptmx
     remount(rootfs + "/dev", MS_NODEV)        # after devices.mount_dev: only its bind-mounted nodes work
+    remount(rootfs, MS_NODEV)                 # the image's own files too: see below
+
+Docker keeps CAP_MKNOD and relies on the device cgroup to refuse opening a
+node made with it (say, of the host's disk). udocker has no device cgroup:
+nodev on every mount the container can write to (its root, /dev, /dev/shm)
+does that job instead; the given devices are bind mounts with the host's
+/dev's own flags, so they keep working.
 
 After pivot_root, on the container's own / (runc's Init does readonlyPath and
 maskPath there): the paths then resolve inside the container, so a symlink
@@ -165,7 +172,9 @@ def mount_cgroup(target):
 
 
 # cgroup v1 mount options that are not controllers (or name=): left out when we mount a hierarchy again.
-_CGROUP_V1_NOT_CONTROLLERS = ("rw", "ro", "xattr", "noprefix", "clone_children", "cpuset_v2_mode", "favordynmods")
+_CGROUP_V1_NOT_CONTROLLERS = (
+    "rw", "ro", "xattr", "noprefix", "clone_children", "cpuset_v2_mode", "favordynmods",
+)
 
 
 def _host_cgroup_mounts():

@@ -353,7 +353,12 @@ def load(program):
     """Install program as a seccomp filter on this process (for good).
 
     Needs no_new_privs (set_no_new_privs) or CAP_SYS_ADMIN in our user
-    namespace: otherwise a filter could fool a setuid program it then runs.
+    namespace, else EACCES: a filter could otherwise make a setuid program it
+    then runs fail where it never fails (say, in dropping its privileges).
+    As root, or as root of a rootless container's user namespace, we have
+    CAP_SYS_ADMIN until capabilities.drop_bounding/set_process_caps; after
+    switching to another user only no_new_privs is left: see capabilities.py
+    for where runc loads it in each case.
     """
     raw = to_bytes(program)
     fprog = _SockFprog(len(program), raw)

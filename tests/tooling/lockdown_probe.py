@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 from udocker import capabilities, devices, lockdown, seccomp, syscalls
 
@@ -133,6 +134,8 @@ def try_doors(spec, found):
     thread.start()
     thread.join()
     found["thread"] = ran == [1]
+    while len(os.listdir("/proc/self/task")) > 1:  # join returns before the kernel's thread is gone,
+        time.sleep(0.001)  # and unshare(CLONE_NEWUSER) refuses a multi-threaded process (EINVAL)
     found["unshare_user"] = attempt(syscalls.unshare, syscalls.CLONE_NEWUSER)  # last: it may succeed
 
 
@@ -240,6 +243,8 @@ def main():
     # A UTS namespace of our own, for setns to join (the host's would need the host's CAP_SYS_ADMIN).
     syscalls.unshare(syscalls.CLONE_NEWNS | syscalls.CLONE_NEWUTS)
     syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+    if spec.get("pure_v2"):  # a pure cgroup-v2 layout, in our own mount table only
+        syscalls.mount("cgroup2", "/sys/fs/cgroup", "cgroup2", 0)
     if spec["scenario"] == "paths":
         flags = syscalls.CLONE_NEWPID | syscalls.CLONE_NEWNET | syscalls.CLONE_NEWIPC | syscalls.CLONE_NEWCGROUP
         syscalls.unshare(flags)
