@@ -177,6 +177,10 @@ class Rule:
 
 
 _NEW_MOUNT_API = "the new mount API: mount(2) by other means"
+# Allowed, as in Docker's profile: ptrace and process_vm_readv/writev (kernels
+# >= 4.8), adjtimex and clock_adjtime (only reading, without CAP_SYS_TIME),
+# name_to_handle_at (harmless without open_by_handle_at), mknod (CAP_MKNOD
+# decides; lockdown.py's nodev mounts keep such a node from being opened).
 # Docker's default profile, read as a deny-list (moby/profiles seccomp/default.json).
 DENIED = (
     Rule("mount", "attaches a filesystem: a host disk, a cgroup hierarchy, a proc over the masks", SYS_ADMIN),
