@@ -95,7 +95,7 @@ def publish(text):
         )
     host_ip = host_ip or "0.0.0.0"
     _check_local(host_ip)
-    return [Port(host_ip, host, container) for host, container in zip(host_range, container_range)]
+    return [Port(host_ip, host, container) for host, container in zip(host_range, container_range, strict=True)]
 
 
 def _port_range(text, what):

@@ -1,0 +1,1 @@
+"""udocker: a container runtime, built one Linux primitive at a time."""

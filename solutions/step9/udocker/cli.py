@@ -1,0 +1,121 @@
+"""The command line: parse the arguments, run the command, report errors in one line."""
+import argparse
+import sys
+
+from udocker import cgroups
+from udocker import container
+from udocker.errors import EXIT_RUNTIME_ERROR, UdockerError
+
+from udocker.image import commands as image_commands
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser that reports a usage error the way udocker reports every error."""
+
+    def error(self, message):
+        raise UdockerError(f"{message} (see 'udocker --help')")
+
+
+def hostname(name):
+    """A valid --hostname: docker's rule (RFC 1123 labels joined by dots), and the kernel's (64 bytes at most)."""
+    labels = name.split(".")
+    valid = all(
+        label and label[0] != "-" and label[-1] != "-"
+        and all(c.isascii() and (c.isalnum() or c == "-") for c in label)
+        for label in labels
+    )
+    if not valid:
+        raise argparse.ArgumentTypeError(
+            f"invalid hostname format {shorten(name)!r}: use letters, digits and '-', in labels separated by dots")
+    if len(name) > 64:  # sethostname(2) refuses more with a bare EINVAL
+        raise argparse.ArgumentTypeError(f"hostname {shorten(name)!r} is {len(name)} bytes long: 64 at most")
+    return name
+
+
+def workdir(path):
+    """A valid -w/--workdir: an absolute path, as docker requires."""
+    if not path.startswith("/"):
+        raise argparse.ArgumentTypeError(
+            f"the working directory {shorten(path)!r} is invalid, it needs to be an absolute path")
+    return path
+
+
+def shorten(text, width=60):
+    """TEXT, cut to WIDTH characters for a one-line message."""
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def build_parser():
+    """Describe udocker's command line: `udocker run [OPTIONS] IMAGE COMMAND [ARG...]`."""
+    parser = Parser(
+        prog="udocker",
+        description="A container runtime, built one Linux primitive at a time.",
+    )
+    commands = parser.add_subparsers(
+        dest="subcommand", metavar="COMMAND", parser_class=Parser, required=True
+    )
+    run = commands.add_parser(
+        "run",
+        help="run a command in a new container",
+        description="Run COMMAND in a new container whose root filesystem is IMAGE.",
+    )
+    run.add_argument(
+        "--hostname",
+        type=hostname,
+        metavar="NAME",
+        help="the container's hostname (default: its id)",
+    )
+    run.add_argument(
+        "-m",
+        "--memory",
+        type=cgroups.parse_size,
+        metavar="SIZE",
+        help="memory limit: a number of bytes with an optional unit (64m, 1g)",
+    )
+    run.add_argument(
+        "--cpus", type=cgroups.parse_cpus, metavar="N", help="CPUs the container may use (0.5)"
+    )
+    run.add_argument(
+        "--pids-limit",
+        type=cgroups.parse_pids,
+        metavar="N",
+        help="how many processes the container may have at once",
+    )
+    run.add_argument(
+        "-e", "--env", action="append", default=[], metavar="KEY=VALUE",
+        help="set an environment variable (repeatable)",
+    )
+    run.add_argument("-w", "--workdir", type=workdir, metavar="DIR", help="the working directory (absolute)")
+    run.add_argument("--entrypoint", metavar="CMD", help="replace the image's Entrypoint")
+    run.add_argument("-u", "--user", metavar="USER[:GROUP]", help="replace the image's User")
+    run.add_argument(
+        "image", metavar="IMAGE",
+        help="an image (busybox, 127.0.0.1:5000/workshop/busybox:latest) or a root filesystem directory (a path starting with / or .)",
+    )
+    run.add_argument(
+        "command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]", help="what to run"
+    )
+    image_commands.add_arguments(commands)
+    return parser
+
+
+def main(argv=None):
+    """Run udocker with argv (default: sys.argv[1:]); return the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+        if args.subcommand == "run":
+            needs_command = args.image.startswith(("/", ".")) and args.entrypoint is None  # an image has a Cmd
+            if needs_command and not args.command:
+                raise UdockerError("run needs a COMMAND after the IMAGE (see 'udocker run --help')")
+            return container.run(args)
+        return args.handler(args)  # pull, images, rmi: each subcommand's parser set its handler
+    except UdockerError as error:
+        print(f"udocker: {error}", file=sys.stderr)
+        return error.exit_code
+    except OSError as error:  # the kernel refused something: say what, without a traceback
+        print(f"udocker: {error}", file=sys.stderr)
+        return EXIT_RUNTIME_ERROR
+    except KeyboardInterrupt:  # Ctrl-C before the container started (during a pull, say)
+        print("udocker: interrupted", file=sys.stderr)
+        return 130
+    return 0

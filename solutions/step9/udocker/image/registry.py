@@ -1,0 +1,242 @@
+"""A client for the registry HTTP API v2 (the OCI distribution spec), anonymous only.
+
+    GET /v2/<repository>/manifests/<tag or digest>   the manifest (or index)
+    GET /v2/<repository>/blobs/<digest>              a config or a layer
+
+Docker Hub, like most registries, answers a request without credentials with
+401 and a challenge: `WWW-Authenticate: Bearer realm="https://auth.docker.io/token",
+service="registry.docker.io",scope="repository:library/busybox:pull"`. The
+client asks the realm for a token with that service and scope, and sends it
+as `Authorization: Bearer <token>` from then on.
+
+This module is the only one that imports requests, and only `udocker pull`
+(or `run` of an image that is not stored yet) imports it.
+"""
+import ipaddress
+import os
+import re
+import time
+
+import requests
+import urllib3.exceptions
+
+from udocker.errors import UdockerError
+from udocker.image.digest import sha256_digest, verify_bytes
+from udocker.image.manifest import accept_header, media_type, parse_json
+
+USER_AGENT = "udocker/0.1 (container-workshop)"
+RETRIABLE = {500, 502, 503, 504}
+ATTEMPTS = 4  # 1 try + 3 retries, waiting 0.25, 0.5, 1 s between them
+BACKOFF = 0.25
+MAX_MANIFEST = 4 << 20  # manifests are small; a bigger answer is not a manifest
+
+
+class PullError(UdockerError):
+    pass
+
+
+def http_timeout():
+    """Seconds to wait for a connection or for the next bytes ($UDOCKER_HTTP_TIMEOUT, default 30)."""
+    try:
+        return float(os.environ.get("UDOCKER_HTTP_TIMEOUT") or 30)
+    except ValueError:
+        raise PullError("UDOCKER_HTTP_TIMEOUT must be a number of seconds") from None
+
+
+def is_loopback(host):
+    """True for localhost and 127.x/::1 (with or without :port): the only plain-HTTP registries."""
+    if host.startswith("["):  # [::1]:5000
+        name = host[1:host.find("]")]
+    else:
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_challenge(header):
+    """'Bearer realm="x",service="y"' -> ('bearer', {'realm': 'x', 'service': 'y'})."""
+    scheme, _, rest = (header or "").strip().partition(" ")
+    return scheme.lower(), dict(re.findall(r'(\w+)="([^"]*)"', rest))
+
+
+def explain_status(response, what):
+    """The one-line story of an HTTP error answer, with advice where there is some."""
+    status = response.status_code
+    codes = ""
+    try:
+        errors = response.json().get("errors") or []
+        codes = ", ".join(e.get("code", "?") for e in errors if isinstance(e, dict))
+    except (ValueError, AttributeError):
+        pass
+    detail = f" ({codes})" if codes else ""
+    host = response.url.split("/")[2] if response.url else "the registry"
+    if status == 404:
+        return f"{what} not found on {host}{detail}; check the name and the tag"
+    if status == 401:
+        challenge = parse_challenge(response.headers.get("WWW-Authenticate"))[1]
+        why = f" ({challenge['error']})" if challenge.get("error") else detail
+        return (f"access to {what} refused by {host}{why}: the repository does not exist, "
+                "or it is private and needs a login, which udocker does not do")
+    if status == 403:
+        return f"access to {what} forbidden by {host}{detail}"
+    if status == 429:
+        limits = []
+        for name in ("ratelimit-remaining", "ratelimit-limit", "retry-after"):
+            if response.headers.get(name):
+                limits.append(f"{name}: {response.headers[name]}")
+        shown = f" ({'; '.join(limits)})" if limits else ""
+        return (f"{host} refused {what}: too many requests{shown}; anonymous pulls are limited "
+                "per IP address (Docker Hub: a few per hour), so wait before pulling again, "
+                "or pull from a local registry (python3 -m workshop.images seed)")
+    if status >= 500:
+        return f"{host} failed on {what} with HTTP {status}{detail}; try again later"
+    return f"{host} answered HTTP {status} for {what}{detail}"
+
+
+class BlobReader:
+    """The body of a streamed answer as a file-like object, with network failures explained."""
+
+    def __init__(self, response, what):
+        self.response = response
+        self.what = what
+        response.raw.decode_content = False  # digests are over the bytes as stored
+
+    def read(self, n=-1):
+        try:
+            return self.response.raw.read(None if n is None or n < 0 else n)
+        except (urllib3.exceptions.ReadTimeoutError, TimeoutError):
+            raise PullError(f"{self.what}: the registry stopped sending data "
+                            f"(no bytes for {http_timeout():g} s; UDOCKER_HTTP_TIMEOUT)") from None
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            raise PullError(f"{self.what}: the download was cut short ({type(error).__name__}); "
+                            "pull again to finish it") from None
+
+    def close(self):
+        self.response.close()
+
+
+def read_small(reader, limit, what):
+    """Read a whole small answer (a manifest, a config), refusing one larger than LIMIT."""
+    chunks, size = [], 0
+    try:
+        while size <= limit:
+            chunk = reader.read(1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        reader.close()
+    if size > limit:
+        raise PullError(f"{what} is larger than {limit} bytes, which is not plausible")
+    return b"".join(chunks)
+
+
+class Registry:
+    """One repository on one registry, e.g. registry-1.docker.io + library/busybox."""
+
+    def __init__(self, host, repository):
+        scheme = "http" if is_loopback(host) else "https"
+        self.host = host
+        self.repository = repository
+        self.base = f"{scheme}://{host}/v2/{repository}"
+        self.timeout = http_timeout()
+        self.session = requests.Session()
+        self.session.headers["User-Agent"] = USER_AGENT
+        self.token = None  # one token serves the whole pull
+
+    def fetch_token(self, challenge_header, what):
+        """Answer a 401 challenge: get a token from its realm and keep it for the next requests."""
+        scheme, params = parse_challenge(challenge_header)
+        if scheme != "bearer" or not params.get("realm"):
+            raise PullError(
+                f"{self.host} answered 401 for {what} without a Bearer challenge "
+                f"(WWW-Authenticate: {challenge_header or 'missing'}): it wants credentials, "
+                "and udocker pulls anonymously only")
+        query = {"scope": params.get("scope") or f"repository:{self.repository}:pull"}
+        if params.get("service"):
+            query["service"] = params["service"]
+        try:
+            answer = self.session.get(params["realm"], params=query, timeout=self.timeout)
+        except requests.RequestException as error:
+            raise PullError(f"cannot get a token from {params['realm']}: {error}") from None
+        if answer.status_code != 200:
+            raise PullError(f"the token service {params['realm']} refused: HTTP {answer.status_code}")
+        try:
+            body = answer.json()
+            self.token = body.get("token") or body["access_token"]
+        except (ValueError, KeyError, AttributeError):
+            raise PullError(f"the token service {params['realm']} sent no token") from None
+
+    def request(self, method, path, what, accept=None, stream=False):
+        """Send one API request: token flow, retries of 5xx and refused connections, errors explained."""
+        url = f"{self.base}/{path}"
+        renewed_token = False
+        attempt = 0
+        while True:
+            headers = {"Accept": accept} if accept else {}
+            if self.token:
+                headers["Authorization"] = f"Bearer {self.token}"
+            try:
+                response = self.session.request(
+                    method, url, headers=headers, stream=stream, timeout=self.timeout)
+            except requests.Timeout:
+                raise PullError(f"{self.host} did not answer within {self.timeout:g} s "
+                                f"while fetching {what} (UDOCKER_HTTP_TIMEOUT)") from None
+            except requests.ConnectionError as error:
+                attempt += 1
+                if attempt >= ATTEMPTS:
+                    raise PullError(f"cannot reach {self.host} to fetch {what} "
+                                    f"({type(error).__name__}, {ATTEMPTS} attempts); "
+                                    "check the name and the network") from None
+                time.sleep(BACKOFF * 2 ** (attempt - 1))
+                continue
+            except requests.RequestException as error:
+                raise PullError(f"request for {what} to {self.host} failed: {error}") from None
+            if response.status_code == 401 and not renewed_token:
+                # No token yet, or it expired: get one and send the request again.
+                response.close()
+                self.fetch_token(response.headers.get("WWW-Authenticate"), what)
+                renewed_token = True
+                continue
+            if response.status_code in RETRIABLE and attempt + 1 < ATTEMPTS:
+                response.close()
+                attempt += 1
+                time.sleep(BACKOFF * 2 ** (attempt - 1))
+                continue
+            if response.status_code >= 400:
+                message = explain_status(response, what)
+                if response.status_code in RETRIABLE:
+                    message += f" ({ATTEMPTS} attempts)"
+                response.close()
+                raise PullError(message)
+            return response
+
+    def manifest_digest(self, reference):
+        """HEAD the manifest: its digest, or None. Cheap, and Docker Hub does not count it as a pull."""
+        response = self.request("HEAD", f"manifests/{reference}", f"manifest {reference}", accept_header())
+        return response.headers.get("Docker-Content-Digest")
+
+    def manifest(self, reference, what):
+        """GET a manifest or index by tag or digest -> (body bytes, media type, digest).
+
+        By digest the body must hash to it; by tag it must hash to the digest the
+        registry announces in Docker-Content-Digest (when it announces one).
+        """
+        response = self.request("GET", f"manifests/{reference}", what, accept_header(), stream=True)
+        body = read_small(BlobReader(response, what), MAX_MANIFEST, what)
+        digest = sha256_digest(body)
+        expected = reference if reference.startswith("sha256:") else (
+            response.headers.get("Docker-Content-Digest") or digest)
+        verify_bytes(body, expected, what)
+        document = parse_json(body, what)
+        return body, media_type(response.headers.get("Content-Type"), document), digest
+
+    def blob(self, descriptor, what):
+        """Stream a blob: a file-like object; hash it (VerifyingReader) as you read it."""
+        response = self.request("GET", f"blobs/{descriptor['digest']}", what, stream=True)
+        return BlobReader(response, what)

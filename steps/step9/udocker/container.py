@@ -1,0 +1,326 @@
+"""Run a command in a container.
+
+The parent (`run`, `start`, `wait_for`) prepares, forks and waits; the child
+(`child_main`, `contain`) isolates itself step by step and finally becomes the
+command with execve(2). What one container is made of travels between them in
+a small `Container` object, which grows a field or two per step.
+"""
+import os
+import signal
+import sys
+
+from udocker import cgroups
+from udocker import devices
+from udocker import process
+from udocker import syscalls
+from udocker.errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_RUNTIME_ERROR, UdockerError
+
+# Signals a user sends to stop or poke a container: we pass them on to it.
+FORWARDED_SIGNALS = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+)
+# Like `docker stop`: how long a container may ignore SIGINT/SIGTERM before SIGKILL.
+STOP_TIMEOUT = float(os.environ.get("UDOCKER_STOP_TIMEOUT", "10"))
+
+
+class Container:
+    """One container: what run() decides about it, for the parent and the child to use."""
+
+    def __init__(self, command):
+        self.id = os.urandom(6).hex()  # 12 hex digits, like the short ids docker shows
+        self.command = command  # COMMAND [ARG...]
+        self.hostname = None  # --hostname, else the id
+        self.rootfs = None  # the directory that becomes its /
+        self.rootless = os.geteuid() != 0  # decided now: in its user namespace we are uid 0
+        self.cgroup = None  # a cgroups.Cgroup, with its limits
+        self.layers = None  # an image's unpacked layers, lowest first (None: IMAGE is a directory)
+        self.process = None  # a process.Process: argv, env, working directory, user
+
+
+def run(args):
+    """Run the container `udocker run` asks for; return its exit status."""
+    container = Container(args.command)
+    if args.image.startswith(("/", ".")):
+        container.rootfs = check_rootfs(args.image)
+        container.process = process.from_directory(args)
+    else:
+        prepare_image(container, args)
+    container.hostname = args.hostname or container.id
+    # From here on we make things on the host (a cgroup, ...). Hold the signals we
+    # forward until the container runs, so that none can end us half-way; one that
+    # comes meanwhile is waiting for us (abort_if_signalled, wait_for).
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
+    container.cgroup = cgroups.create(
+        f"udocker-{container.id}",
+        memory=args.memory,
+        cpus=args.cpus,
+        pids=args.pids_limit,
+    )
+    try:
+        status = start(container)
+        if status == 128 + signal.SIGKILL and container.cgroup.oom_killed():
+            print(
+                f"udocker: the container ran out of memory (--memory {args.memory} bytes)"
+                " and the kernel killed it",
+                file=sys.stderr,
+            )
+        return status
+    finally:
+        container.cgroup.remove()
+
+
+def start(container):
+    """Fork the container's first process, wait for it, and return its exit status."""
+    if container.rootless:
+        enter_user_namespace()
+    syscalls.unshare(syscalls.CLONE_NEWPID)
+    abort_if_signalled()
+    pid = os.fork()
+    if pid == 0:
+        child_main(container)
+    return wait_for(pid)
+
+
+def abort_if_signalled():
+    """A signal that came while we prepared the container ends udocker as it would have: 128+N."""
+    pending = signal.sigpending() & set(FORWARDED_SIGNALS)
+    if pending:
+        signum = min(pending)
+        raise UdockerError(f"{signal.Signals(signum).name} before the container started", 128 + signum)
+
+
+def child_main(container):
+    """The child's life: become the container, or report why not. Never returns."""
+    # Start the command as runc does: default dispositions (not our handlers, nor the
+    # SIG_IGN that Python gives SIGPIPE or a shell its background jobs), no blocked signal.
+    for signum in signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}:
+        try:
+            signal.signal(signum, signal.SIG_DFL)
+        except (OSError, ValueError):  # signals the C library keeps for itself
+            pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    # A session of its own, as runc makes: our caller's terminal is then not the container's
+    # controlling terminal, and the container cannot type into the host's shell with TIOCSTI.
+    os.setsid()
+    try:
+        contain(container)
+    except UdockerError as error:
+        report(error, error.exit_code)
+    except OSError as error:
+        report(f"cannot set up the container: {error}", EXIT_RUNTIME_ERROR)
+    except BaseException as error:  # a bug in udocker (no traceback module past pivot_root)
+        report(f"internal error: {type(error).__name__}: {error}", EXIT_RUNTIME_ERROR)
+    finally:  # whatever happened, the child must never return into the parent's code
+        os._exit(EXIT_RUNTIME_ERROR)
+
+
+def report(message, exit_code):
+    """Print `udocker: message` and end this (child) process at once."""
+    print(f"udocker: {message}", file=sys.stderr, flush=True)
+    os._exit(exit_code)
+
+
+def wait_for(pid):
+    """Wait for the container, passing signals on to it; return its exit status."""
+    stop_timer = StopTimer(pid)
+
+    def forward(signum, frame):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            return
+        stop_timer.signalled(signum)
+
+    for signum in FORWARDED_SIGNALS:
+        signal.signal(signum, forward)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
+    _, status = os.waitpid(pid, 0)  # retried by Python when a signal interrupts it
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)  # pid is gone: nobody to forward to
+    stop_timer.cancel()
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+class StopTimer:
+    """`docker stop`'s rule: a container still running STOP_TIMEOUT s after SIGINT or SIGTERM gets SIGKILL.
+
+    A PID 1 ignores every signal it has no handler for (pid_namespaces(7)), so a
+    stop signal alone may never end it.
+    """
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.running = False
+        signal.signal(signal.SIGALRM, self.expire)
+
+    def signalled(self, signum):
+        if signum in (signal.SIGINT, signal.SIGTERM) and not self.running:
+            self.running = True
+            signal.setitimer(signal.ITIMER_REAL, STOP_TIMEOUT)
+
+    def expire(self, signum, frame):
+        print(
+            f"udocker: the container did not stop within {STOP_TIMEOUT:g} s of the stop signal"
+            " (a PID 1 ignores signals it has no handler for); killing it",
+            file=sys.stderr,
+            flush=True,
+        )
+        os.kill(self.pid, signal.SIGKILL)
+
+    def cancel(self):
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def contain(container):
+    """In the child: isolate this process step by step, then exec the command."""
+    container.cgroup.join()
+    syscalls.unshare(syscalls.CLONE_NEWUTS)
+    syscalls.sethostname(container.hostname)
+    syscalls.unshare(syscalls.CLONE_NEWNS)
+    syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+    if container.layers:
+        mount_overlay(container.layers, container.rootfs, container.rootless)
+    enter_rootfs(container.rootfs)
+    process.become(container.process, container.hostname)
+    argv = container.process.argv
+    syscalls.close_range(3)
+    execute(argv)
+
+
+def execute(argv):
+    """Replace this process with the command (execvp(3)); raise UdockerError when that fails."""
+    try:
+        os.execvp(argv[0], argv)
+    except ValueError:  # an empty command name: nothing to find, as docker says
+        raise UdockerError("'': command not found", EXIT_NOT_FOUND) from None
+    except FileNotFoundError:
+        raise UdockerError(not_found(argv[0]), EXIT_NOT_FOUND) from None
+    except (PermissionError, IsADirectoryError):
+        raise UdockerError(
+            f"{argv[0]}: permission denied (is it an executable file?)", EXIT_NOT_EXECUTABLE
+        ) from None
+    except OSError as error:  # ENOEXEC and friends: a file the kernel cannot run
+        raise UdockerError(f"{argv[0]}: cannot execute: {error.strerror}", EXIT_NOT_EXECUTABLE) from None
+
+
+def not_found(name):
+    """Why execvp(3) found no NAME: there is no such file, or the file needs a program that is missing."""
+    paths = [name] if "/" in name else [os.path.join(d, name) for d in os.get_exec_path()]
+    for path in paths:
+        try:
+            with open(path, "rb") as file:
+                first_line = file.readline(256)
+        except OSError:
+            continue
+        if first_line.startswith(b"#!"):  # execve runs the interpreter the #! line names
+            interpreter = (first_line[2:].split() or [b""])[0].decode(errors="replace")
+            return f"{name}: its interpreter {interpreter!r} (the #! line) is missing: no such file or directory"
+        return f"{name}: exists, but the dynamic loader it needs (its ELF interpreter) is missing"
+    return f"{name}: command not found"
+
+
+def check_rootfs(image):
+    """Return IMAGE's absolute path, or raise UdockerError saying what is wrong with it."""
+    rootfs = os.path.abspath(image)
+    hint = "give a root filesystem directory, such as /var/lib/container-workshop/busybox (setup.sh builds it)"
+    try:
+        entries = os.listdir(rootfs)
+    except (FileNotFoundError, NotADirectoryError):
+        raise UdockerError(f"root filesystem {image!r} is not a directory; {hint}") from None
+    except PermissionError:
+        raise UdockerError(
+            f"cannot read the root filesystem {image!r} (permission denied); "
+            "give a directory this user can read, or run as root"
+        ) from None
+    if os.path.samefile(rootfs, "/"):
+        raise UdockerError(f"{image!r} is the host's own root directory, which would give the container "
+                           f"every file of the host; {hint}")
+    if not entries:
+        raise UdockerError(f"root filesystem {image!r} is empty; {hint}")
+    return rootfs
+
+
+def enter_rootfs(rootfs):
+    """Make rootfs the root mount of this mount namespace, with /proc and /dev."""
+    # pivot_root needs the new root to be a mount point: bind-mount it onto itself.
+    syscalls.mount(rootfs, rootfs, None, syscalls.MS_BIND | syscalls.MS_REC)
+    mount_proc(os.path.join(rootfs, "proc"))
+    devices.mount_dev(os.path.join(rootfs, "dev"))
+    os.chdir(rootfs)
+    # pivot_root(".", ".") stacks the old root on top of the new one, at "/";
+    # detaching it leaves the container with no way back to the host's files.
+    syscalls.pivot_root(".", ".")
+    syscalls.umount2(".", syscalls.MNT_DETACH)
+    os.chdir("/")
+
+
+def mount_proc(target):
+    """A /proc that shows this PID namespace: the container's processes only."""
+    os.makedirs(target, exist_ok=True)
+    flags = syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC
+    syscalls.mount("proc", target, "proc", flags)
+
+
+def enter_user_namespace():
+    """Become root of a new user namespace: container uid/gid 0 is our own uid/gid."""
+    uid, gid = os.geteuid(), os.getegid()
+    try:
+        syscalls.unshare(syscalls.CLONE_NEWUSER)
+        # An unprivileged process may map just its own ids, and only once it has
+        # given up setgroups(2) for good (otherwise it could drop groups).
+        write_file("/proc/self/setgroups", "deny")
+        write_file("/proc/self/uid_map", f"0 {uid} 1")
+        write_file("/proc/self/gid_map", f"0 {gid} 1")
+    except PermissionError as error:  # name what failed: it may be the kernel, or the code
+        raise UdockerError(
+            f"cannot create the user namespace ({error.filename or 'unshare'}: {error.strerror});"
+            " if this kernel forbids it to unprivileged users, allow it with"
+            " `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0` (Ubuntu 24.04)"
+            " or `sudo sysctl -w kernel.unprivileged_userns_clone=1`"
+        ) from None
+
+
+def write_file(path, text):
+    """Write TEXT to the file PATH; an error names PATH (a failed write() alone would not)."""
+    try:
+        with open(path, "w") as file:
+            file.write(text)
+    except OSError as error:
+        raise type(error)(error.errno, error.strerror, path) from None
+
+
+def prepare_image(container, args):
+    """Get IMAGE's layers and config; say where its root filesystem will be mounted."""
+    # The image modules load only here, so that `run DIRECTORY` stays quick.
+    from udocker.image.lookup import resolve
+    from udocker.image.store import default_root
+
+    image = resolve(args.image)
+    container.layers = image.layer_dirs
+    container.rootfs = os.path.join(default_root(), "mnt", "rootfs")
+    container.process = process.from_image(image.config, args)
+
+
+def mount_overlay(layers, rootfs, rootless):
+    """Stack the image's layers under a writable layer, at rootfs (overlayfs).
+
+    The writable layer lives on a tmpfs mounted in the container's own mount
+    namespace: when the container's last process exits, the namespace and the
+    tmpfs go with it, so nothing is left to clean up, even after a crash.
+    """
+    scratch = os.path.dirname(rootfs)
+    os.makedirs(scratch, exist_ok=True)  # on the host's disk; empty there, for good
+    syscalls.mount("tmpfs", scratch, "tmpfs", 0, "mode=755")
+    upper, work = os.path.join(scratch, "upper"), os.path.join(scratch, "work")
+    for directory in (upper, work, rootfs):
+        os.mkdir(directory)
+    # overlayfs lists the lower layers topmost first; an image lists them base first.
+    options = f"lowerdir={':'.join(reversed(layers))},upperdir={upper},workdir={work}"
+    if rootless:  # an unprivileged pull marks opaque directories with user.* xattrs
+        options += ",userxattr"
+    syscalls.mount("overlay", rootfs, "overlay", 0, options)
