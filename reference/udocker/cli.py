@@ -75,6 +75,14 @@ def build_parser():
         help="how many processes the container may have at once",
     )
     # <<<
+    # >>> step 8: Add docker's terminal options: -t/--tty (a terminal for the container), -i/--interactive (pass our keys to it; without -t, stdin is always passed on) and --rm (accepted: containers are always removed).
+    run.add_argument(
+        "-i", "--interactive", action="store_true",
+        help="with -t, pass stdin on to the container's terminal (without -t, stdin is always passed on)",
+    )
+    run.add_argument("-t", "--tty", action="store_true", help="give the container a terminal (a pty) of its own")
+    run.add_argument("--rm", action="store_true", help="remove the container when it exits (always so)")
+    # <<<
     # >>> step 8: Add the options that override the image's config: -e/--env KEY=VALUE (repeatable), -w/--workdir DIR, --entrypoint CMD and -u/--user USER[:GROUP].
     run.add_argument(
         "-e", "--env", action="append", default=[], metavar="KEY=VALUE",

@@ -90,6 +90,13 @@ def start(args):
     # >>> step 4: A new PID namespace: unshare(CLONE_NEWPID) puts our *next child* in it, as its PID 1.
     syscalls.unshare(syscalls.CLONE_NEWPID)
     # <<<
+    # >>> step 8: With -t, make the container's terminal before fork (terminal.Terminal, given): the child will send us the master end of its pty over the terminal's socket.
+    args.terminal = None
+    if args.tty:
+        from udocker.terminal import Terminal  # only with -t: it loads socket, termios, selectors
+
+        args.terminal = Terminal(args.interactive)
+    # <<<
     # >>> step 1: fork(2) a child that calls contain(args) (in child_main) and never returns; in the parent, wait for it (wait_for) and return its exit status.
     # Block the forwarded signals until the child's pid is known: a Ctrl-C that
     # arrives in between is then delivered to the handler, not lost.
@@ -97,7 +104,11 @@ def start(args):
     pid = os.fork()
     if pid == 0:
         child_main(args)
+    # >>> step 8: Wait relaying the container's terminal, if it has one.
+    return wait_for(pid, args.terminal)
+    # --- before
     return wait_for(pid)
+    # <<<
     # --- before
     raise UdockerError("starting a container is not implemented yet: that is step 1")
     # <<<
@@ -128,8 +139,13 @@ def report(message, exit_code):
     os._exit(exit_code)
 
 
+# >>> step 8: wait_for also takes the container's terminal (None without -t).
+def wait_for(pid, terminal=None):
+    """Wait for the container, passing signals on to it (and relaying its terminal); return its exit status."""
+# --- before
 def wait_for(pid):
     """Wait for the container, passing signals on to it; return its exit status."""
+# <<<
     stop_requested = False
 
     def forward(signum, frame):
@@ -155,7 +171,14 @@ def wait_for(pid):
         signal.signal(signum, forward)
     signal.signal(signal.SIGALRM, kill)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
+    # >>> step 8: With a terminal, relay it while waiting: terminal.wait(pid) returns the wait status, as os.waitpid does.
+    if terminal:
+        status = terminal.wait(pid)
+    else:
+        _, status = os.waitpid(pid, 0)  # retried by Python when a signal interrupts it
+    # --- before
     _, status = os.waitpid(pid, 0)  # retried by Python when a signal interrupts it
+    # <<<
     signal.setitimer(signal.ITIMER_REAL, 0)
     # >>> step 1: Turn the wait status into an exit status: the command's exit code, or 128+N when signal N killed it (os.waitstatus_to_exitcode returns -N then).
     code = os.waitstatus_to_exitcode(status)
@@ -187,6 +210,10 @@ def contain(args):
     os.chroot(args.rootfs)
     os.chdir("/")
     # <<<
+    # <<<
+    # >>> step 8: With -t, the container gets a terminal of its own, now that /dev is its own (args.terminal.setup_container, given): a new pty's slave as stdin, stdout, stderr and controlling terminal.
+    if args.terminal:
+        args.terminal.setup_container()
     # <<<
     # >>> step 8: Become the container's process (process.become: user, working directory, environment), then run its argv.
     process.become(args.process, args.hostname)

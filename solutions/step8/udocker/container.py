@@ -65,13 +65,18 @@ def start(args):
     if os.geteuid() != 0:
         enter_user_namespace()
     syscalls.unshare(syscalls.CLONE_NEWPID)
+    args.terminal = None
+    if args.tty:
+        from udocker.terminal import Terminal  # only with -t: it loads socket, termios, selectors
+
+        args.terminal = Terminal(args.interactive)
     # Block the forwarded signals until the child's pid is known: a Ctrl-C that
     # arrives in between is then delivered to the handler, not lost.
     signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
     pid = os.fork()
     if pid == 0:
         child_main(args)
-    return wait_for(pid)
+    return wait_for(pid, args.terminal)
 
 
 def child_main(args):
@@ -99,8 +104,8 @@ def report(message, exit_code):
     os._exit(exit_code)
 
 
-def wait_for(pid):
-    """Wait for the container, passing signals on to it; return its exit status."""
+def wait_for(pid, terminal=None):
+    """Wait for the container, passing signals on to it (and relaying its terminal); return its exit status."""
     stop_requested = False
 
     def forward(signum, frame):
@@ -126,7 +131,10 @@ def wait_for(pid):
         signal.signal(signum, forward)
     signal.signal(signal.SIGALRM, kill)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
-    _, status = os.waitpid(pid, 0)  # retried by Python when a signal interrupts it
+    if terminal:
+        status = terminal.wait(pid)
+    else:
+        _, status = os.waitpid(pid, 0)  # retried by Python when a signal interrupts it
     signal.setitimer(signal.ITIMER_REAL, 0)
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
@@ -142,6 +150,8 @@ def contain(args):
     if args.layers:
         mount_overlay(args.layers, args.rootfs, args.rootless)
     enter_rootfs(args.rootfs)
+    if args.terminal:
+        args.terminal.setup_container()
     process.become(args.process, args.hostname)
     execute(args.process.argv)
 

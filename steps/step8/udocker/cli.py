@@ -58,6 +58,9 @@ def build_parser():
         metavar="N",
         help="how many processes the container may have at once",
     )
+    # TODO(step 8): Add docker's terminal options: -t/--tty (a terminal for the
+    #   container), -i/--interactive (pass our keys to it; without -t, stdin is always
+    #   passed on) and --rm (accepted: containers are always removed).
     # TODO(step 8): Add the options that override the image's config: -e/--env KEY=VALUE
     #   (repeatable), -w/--workdir DIR, --entrypoint CMD and -u/--user USER[:GROUP].
     run.add_argument(

@@ -65,12 +65,16 @@ def start(args):
     if os.geteuid() != 0:
         enter_user_namespace()
     syscalls.unshare(syscalls.CLONE_NEWPID)
+    # TODO(step 8): With -t, make the container's terminal before fork
+    #   (terminal.Terminal, given): the child will send us the master end of its pty
+    #   over the terminal's socket.
     # Block the forwarded signals until the child's pid is known: a Ctrl-C that
     # arrives in between is then delivered to the handler, not lost.
     signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
     pid = os.fork()
     if pid == 0:
         child_main(args)
+    # TODO(step 8): Wait relaying the container's terminal, if it has one.
     return wait_for(pid)
 
 
@@ -99,6 +103,7 @@ def report(message, exit_code):
     os._exit(exit_code)
 
 
+# TODO(step 8): wait_for also takes the container's terminal (None without -t).
 def wait_for(pid):
     """Wait for the container, passing signals on to it; return its exit status."""
     stop_requested = False
@@ -126,6 +131,8 @@ def wait_for(pid):
         signal.signal(signum, forward)
     signal.signal(signal.SIGALRM, kill)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
+    # TODO(step 8): With a terminal, relay it while waiting: terminal.wait(pid) returns
+    #   the wait status, as os.waitpid does.
     _, status = os.waitpid(pid, 0)  # retried by Python when a signal interrupts it
     signal.setitimer(signal.ITIMER_REAL, 0)
     code = os.waitstatus_to_exitcode(status)
@@ -142,6 +149,9 @@ def contain(args):
     # TODO(step 8): For an image, mount its root filesystem first: the layers under a
     #   fresh writable overlay (mount_overlay).
     enter_rootfs(args.rootfs)
+    # TODO(step 8): With -t, the container gets a terminal of its own, now that /dev is
+    #   its own (args.terminal.setup_container, given): a new pty's slave as stdin,
+    #   stdout, stderr and controlling terminal.
     # TODO(step 8): Become the container's process (process.become: user, working
     #   directory, environment), then run its argv.
     execute(args.command)
