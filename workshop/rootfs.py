@@ -35,6 +35,8 @@ APPLETS = (
     # identity, processes, system
     "hostname", "id", "whoami", "ps", "top", "uname", "date", "nproc",
     "free", "mount", "umount", "df", "du",
+    # terminals (step 8's -t)
+    "tty", "stty",
     # files
     "ls", "cat", "dd", "head", "tail", "tr", "wc", "grep", "sed", "awk",
     "sort", "uniq", "cut", "find", "xargs", "stat", "readlink", "basename",

@@ -58,6 +58,7 @@ class Container:
         # >>> step 8 given
         self.layers = None  # an image's unpacked layers, lowest first (None: IMAGE is a directory)
         self.process = None  # a process.Process: argv, env, working directory, user
+        self.terminal = None  # a terminal.Terminal, with -t
         # <<<
 
 
@@ -73,6 +74,12 @@ def run(args):
         container.process = process.from_directory(args)
     else:
         prepare_image(container, args)
+    # >>> step 8 given
+    if args.tty:  # a pty of its own; terminal.py loads socket, termios and selectors, for -t only
+        from udocker.terminal import Terminal
+
+        container.terminal = Terminal(args.interactive)
+    # <<<
     # --- before
     # >>> step 3: Check that IMAGE is a directory with something in it, and keep its absolute
     # ... path as the container's rootfs (check_rootfs).
@@ -128,7 +135,7 @@ def start(container):
     pid = os.fork()
     if pid == 0:
         child_main(container)
-    return wait_for(pid)
+    return wait_for(container, pid)
     # --- before
     raise UdockerError("starting a container is not implemented yet: that is step 1")
     # <<<
@@ -173,8 +180,8 @@ def report(message, exit_code):
     os._exit(exit_code)
 
 
-def wait_for(pid):
-    """Wait for the container, passing signals on to it; return its exit status."""
+def wait_for(container, pid):
+    """Wait for the container's first process, passing signals on to it; return its exit status."""
     stop_timer = StopTimer(pid)
 
     def forward(signum, frame):
@@ -193,7 +200,15 @@ def wait_for(pid):
         signal.signal(signum, forward)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
     # <<<
+    # >>> step 8: With -t, the parent relays the container's terminal while it waits:
+    # ... container.terminal.wait(pid) returns the wait status, as os.waitpid does.
+    if container.terminal:
+        status = container.terminal.wait(pid)
+    else:
+        _, status = os.waitpid(pid, 0)  # retried by Python when a signal interrupts it
+    # --- before
     _, status = os.waitpid(pid, 0)  # retried by Python when a signal interrupts it
+    # <<<
     signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)  # pid is gone: nobody to forward to
     stop_timer.cancel()
     # >>> step 1: Turn the wait status into an exit status: the command's exit code, or 128+N when
@@ -258,6 +273,12 @@ def contain(container):
         mount_overlay(container.layers, container.rootfs, container.rootless)
     # <<<
     enter_rootfs(container.rootfs)
+    # >>> step 8: With -t, give the container its terminal now that /dev is its own
+    # ... (container.terminal.setup_container: a pty of its own devpts as stdio and
+    # ... controlling terminal).
+    if container.terminal:
+        container.terminal.setup_container()
+    # <<<
     # --- before
     # >>> step 3: Make the container's rootfs the root directory with chroot(2), then chdir("/"):
     # ... chroot does not move the working directory, which would stay outside.

@@ -82,6 +82,12 @@ def build_parser():
         help="how many processes the container may have at once",
     )
     run.add_argument(
+        "-i", "--interactive", action="store_true",
+        help="with -t, pass stdin on to the container's terminal (without -t, stdin is always passed on)",
+    )
+    run.add_argument("-t", "--tty", action="store_true", help="give the container a terminal (a pty) of its own")
+    run.add_argument("--rm", action="store_true", help="remove the container when it exits (always so)")
+    run.add_argument(
         "-e", "--env", action="append", default=[], metavar="KEY=VALUE",
         help="set an environment variable (repeatable)",
     )

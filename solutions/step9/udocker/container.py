@@ -40,6 +40,7 @@ class Container:
         self.cgroup = None  # a cgroups.Cgroup, with its limits
         self.layers = None  # an image's unpacked layers, lowest first (None: IMAGE is a directory)
         self.process = None  # a process.Process: argv, env, working directory, user
+        self.terminal = None  # a terminal.Terminal, with -t
 
 
 def run(args):
@@ -50,6 +51,10 @@ def run(args):
         container.process = process.from_directory(args)
     else:
         prepare_image(container, args)
+    if args.tty:  # a pty of its own; terminal.py loads socket, termios and selectors, for -t only
+        from udocker.terminal import Terminal
+
+        container.terminal = Terminal(args.interactive)
     container.hostname = args.hostname or container.id
     # From here on we make things on the host (a cgroup, ...). Hold the signals we
     # forward until the container runs, so that none can end us half-way; one that
@@ -83,7 +88,7 @@ def start(container):
     pid = os.fork()
     if pid == 0:
         child_main(container)
-    return wait_for(pid)
+    return wait_for(container, pid)
 
 
 def abort_if_signalled():
@@ -125,8 +130,8 @@ def report(message, exit_code):
     os._exit(exit_code)
 
 
-def wait_for(pid):
-    """Wait for the container, passing signals on to it; return its exit status."""
+def wait_for(container, pid):
+    """Wait for the container's first process, passing signals on to it; return its exit status."""
     stop_timer = StopTimer(pid)
 
     def forward(signum, frame):
@@ -139,7 +144,10 @@ def wait_for(pid):
     for signum in FORWARDED_SIGNALS:
         signal.signal(signum, forward)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
-    _, status = os.waitpid(pid, 0)  # retried by Python when a signal interrupts it
+    if container.terminal:
+        status = container.terminal.wait(pid)
+    else:
+        _, status = os.waitpid(pid, 0)  # retried by Python when a signal interrupts it
     signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)  # pid is gone: nobody to forward to
     stop_timer.cancel()
     code = os.waitstatus_to_exitcode(status)
@@ -186,6 +194,8 @@ def contain(container):
     if container.layers:
         mount_overlay(container.layers, container.rootfs, container.rootless)
     enter_rootfs(container.rootfs)
+    if container.terminal:
+        container.terminal.setup_container()
     process.become(container.process, container.hostname)
     argv = container.process.argv
     syscalls.close_range(3)

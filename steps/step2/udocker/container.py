@@ -51,7 +51,7 @@ def start(container):
     pid = os.fork()
     if pid == 0:
         child_main(container)
-    return wait_for(pid)
+    return wait_for(container, pid)
 
 
 def abort_if_signalled():
@@ -93,8 +93,8 @@ def report(message, exit_code):
     os._exit(exit_code)
 
 
-def wait_for(pid):
-    """Wait for the container, passing signals on to it; return its exit status."""
+def wait_for(container, pid):
+    """Wait for the container's first process, passing signals on to it; return its exit status."""
     stop_timer = StopTimer(pid)
 
     def forward(signum, frame):

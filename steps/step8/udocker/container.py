@@ -40,6 +40,7 @@ class Container:
         self.cgroup = None  # a cgroups.Cgroup, with its limits
         self.layers = None  # an image's unpacked layers, lowest first (None: IMAGE is a directory)
         self.process = None  # a process.Process: argv, env, working directory, user
+        self.terminal = None  # a terminal.Terminal, with -t
 
 
 def run(args):
@@ -83,7 +84,7 @@ def start(container):
     pid = os.fork()
     if pid == 0:
         child_main(container)
-    return wait_for(pid)
+    return wait_for(container, pid)
 
 
 def abort_if_signalled():
@@ -125,8 +126,8 @@ def report(message, exit_code):
     os._exit(exit_code)
 
 
-def wait_for(pid):
-    """Wait for the container, passing signals on to it; return its exit status."""
+def wait_for(container, pid):
+    """Wait for the container's first process, passing signals on to it; return its exit status."""
     stop_timer = StopTimer(pid)
 
     def forward(signum, frame):
@@ -139,6 +140,8 @@ def wait_for(pid):
     for signum in FORWARDED_SIGNALS:
         signal.signal(signum, forward)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
+    # TODO(step 8): With -t, the parent relays the container's terminal while it waits:
+    #   container.terminal.wait(pid) returns the wait status, as os.waitpid does.
     _, status = os.waitpid(pid, 0)  # retried by Python when a signal interrupts it
     signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)  # pid is gone: nobody to forward to
     stop_timer.cancel()
@@ -186,6 +189,9 @@ def contain(container):
     # TODO(step 8): For an image, mount its root filesystem first: the layers under a
     #   fresh writable overlay (mount_overlay).
     enter_rootfs(container.rootfs)
+    # TODO(step 8): With -t, give the container its terminal now that /dev is its own
+    #   (container.terminal.setup_container: a pty of its own devpts as stdio and
+    #   controlling terminal).
     # TODO(step 8): Become the container's process (process.become: user, working
     #   directory, environment), then run its argv.
     argv = container.command
