@@ -313,7 +313,7 @@ _failure: str | None = None
 
 
 def extra_images(base) -> dict:
-    """Images only the tests need: Docker Hub names (for UDOCKER_REGISTRY_MIRROR), a lying config."""
+    """Images only the tests need: Docker Hub names (for UDOCKER_DOCKER_HUB), a lying config."""
     busybox = builder.busybox_image(base)
     lying = builder.busybox_image(base)
     lying.config_blob = lambda: builder.canonical_json({  # diff_ids that are not the layer's

@@ -229,9 +229,10 @@ def prepare_image(args):
     """Get IMAGE's layers and config; say where its root filesystem will be mounted."""
     # The image modules load only here, so that `run DIRECTORY` stays quick.
     from udocker.image.lookup import resolve
-    from udocker.image.store import default_root
+    from udocker.image.store import Store, default_root
 
     image = resolve(args.image)
+    args.lease = Store().hold(image.reference, image.digest, args.container_id)  # rmi spares it while it runs
     args.layers = image.layer_dirs
     args.rootfs = os.path.join(default_root(), "mnt", "rootfs")
     args.rootless = os.geteuid() != 0  # decided now: inside the user namespace we are uid 0
