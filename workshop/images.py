@@ -427,6 +427,9 @@ def hostile_images(outside: str) -> dict[str, Image]:
         "hardlink": [hardlink("stolen", f"{outside}/target")],
         "hardlink-dotdot": [hardlink("stolen", f"{up}{outside.lstrip('/')}/target")],
         "whiteout-dotdot": [file(f"{up}{outside.lstrip('/')}/.wh.target")],
+        # whiteouts of '.' and '..': unguarded, they delete their own directory or the one above
+        "whiteout-of-dot": [directory("keep"), file("keep/file", "kept\n"), file("keep/.wh..")],
+        "whiteout-of-dotdot": [directory("keep"), file("keep/file", "kept\n"), file("keep/.wh...")],
     }
     images = {f"workshop/evil:{name}": Image([Layer(tar_members(members))], {"Cmd": ["/bin/sh"]})
               for name, members in cases.items()}

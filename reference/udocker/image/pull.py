@@ -23,7 +23,7 @@ from udocker.image.manifest import (
     DOCKER_SCHEMA1, INDEX_TYPES, MANIFEST_TYPES, choose_platform, host_platform, parse_json)
 from udocker.image.mirrors import endpoints
 from udocker.image.progress import human
-from udocker.image.registry import PullError, Registry, read_small
+from udocker.image.registry import ATTEMPTS, PullError, Registry, read_small
 from udocker.image.store import new_record
 
 MAX_CONFIG = 16 << 20
@@ -125,8 +125,11 @@ def pull_image(reference, store, progress):
     for number, endpoint in enumerate(candidates):
         progress.say(f"Pulling {reference.familiar()} from {endpoint}")
         try:
+            # A mirror is asked once: trying the next registry is its retry.
+            registry = Registry(endpoint.url, reference.repository,
+                                attempts=1 if endpoint.mirror else ATTEMPTS)
             with store.locked():  # rmi's clean-up waits: what is unpacked is not recorded yet
-                return pull(Registry(endpoint.url, reference.repository), reference, store, progress)
+                return pull(registry, reference, store, progress)
         except FALLBACK_ERRORS as error:
             if number + 1 == len(candidates):
                 if not failures:

@@ -71,8 +71,8 @@ def _config():
 
 
 def _listed(variable, config, key):
-    """A comma-separated environment variable, else the config file's list under KEY."""
-    if variable in os.environ:
+    """A comma-separated environment variable (when set and not empty), else the config file's list under KEY."""
+    if os.environ.get(variable):
         return [item.strip() for item in os.environ[variable].split(",") if item.strip()]
     items = config.get(key) or []
     if not isinstance(items, list) or not all(isinstance(item, str) for item in items):

@@ -42,6 +42,10 @@ def http_timeout():
         raise PullError("UDOCKER_HTTP_TIMEOUT must be a number of seconds") from None
 
 
+def plural(count, word):
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
 def ca_bundle():
     """The PEM file of CAs to trust: REQUESTS_CA_BUNDLE or SSL_CERT_FILE, else None (the system's)."""
     return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or None
@@ -133,8 +137,9 @@ def read_small(reader, limit, what):
 class Registry:
     """One repository on one registry, e.g. https://registry-1.docker.io + library/busybox."""
 
-    def __init__(self, url, repository):
+    def __init__(self, url, repository, attempts=ATTEMPTS):
         self.url = url  # scheme://host[:port]: mirrors.py decides http or https
+        self.attempts = attempts  # a mirror gets one: trying the next registry is its retry
         self.host = url.split("://", 1)[1]
         self.repository = repository
         self.base = f"{url}/v2/{repository}"
@@ -198,9 +203,9 @@ class Registry:
                                 f"while fetching {what} (UDOCKER_HTTP_TIMEOUT)") from None
             except requests.ConnectionError as error:
                 attempt += 1
-                if attempt >= ATTEMPTS:
+                if attempt >= self.attempts:
                     raise PullError(f"cannot reach {self.host} to fetch {what} "
-                                    f"({type(error).__name__}, {ATTEMPTS} attempts); "
+                                    f"({type(error).__name__}, {plural(self.attempts, 'attempt')}); "
                                     "check the name and the network") from None
                 time.sleep(BACKOFF * 2 ** (attempt - 1))
                 continue
@@ -212,7 +217,7 @@ class Registry:
                 self.fetch_token(response.headers.get("WWW-Authenticate"), what)
                 renewed_token = True
                 continue
-            if response.status_code in RETRIABLE and attempt + 1 < ATTEMPTS:
+            if response.status_code in RETRIABLE and attempt + 1 < self.attempts:
                 response.close()
                 attempt += 1
                 time.sleep(BACKOFF * 2 ** (attempt - 1))
@@ -220,7 +225,7 @@ class Registry:
             if response.status_code >= 400:
                 message = explain_status(response, what)
                 if response.status_code in RETRIABLE:
-                    message += f" ({ATTEMPTS} attempts)"
+                    message += f" ({plural(self.attempts, 'attempt')})"
                 response.close()
                 raise PullError(message)
             return response
