@@ -649,6 +649,9 @@ def doctor(as_json):
     from .ui import glyphs
 
     results = _environment_checks()
+    from .registry import doctor_checks  # the registries of steps 7-8: information, never a failure
+
+    results += doctor_checks()
     failed = [c for c in results if c.ok is False]
     if as_json:
         click.echo(json.dumps([{"name": c.name, "ok": c.ok, "detail": c.detail, "fix": getattr(c, "fix", "") or ""}
@@ -789,3 +792,10 @@ def selftest(network, pytest_args):
 
 
 main = cli
+
+
+# ------------------------------------------------------------------ registry (workshop/registry.py)
+
+from .registry import command as _registry_command  # noqa: E402
+
+cli.add_command(_registry_command)

@@ -1,0 +1,164 @@
+"""`workshop registry start|stop|status` (workshop/registry.py), for real, on loopback ports of their own.
+
+Each test runs the command in a subprocess with its own --dir (under /tmp,
+traversable: the registry runs as the docker-registry user) and a free port,
+and stops it afterwards; the last check of each is that nothing of it runs.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from workshop import registry  # noqa: E402
+
+LAYER_PATH = "/v2/workshop/busybox/manifests/latest"
+
+
+def workshop(*args, timeout=120, env=None):
+    argv = [sys.executable, "-m", "workshop.cli", "registry", *args]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=REPO,
+                            env={**os.environ, **(env or {})})
+    result.shown = "$ workshop registry " + " ".join(args)
+    return result
+
+
+def described(result) -> str:
+    return f"{result.shown}\nexit {result.returncode}\nstdout {result.stdout!r}\nstderr {result.stderr!r}"
+
+
+def processes_naming(text: str) -> list[str]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append(f"{pid}: {cmdline.strip()}")
+    return found
+
+
+class Instance:
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="workshop-registry-test-", dir="/tmp")
+        os.chmod(self.dir, 0o755)
+        self.port = registry.free_port()
+        self.listen = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.listen}"
+
+    def start(self, *options):
+        return workshop("start", "--dir", self.dir, "--listen", self.listen, *options)
+
+    def status(self):
+        result = workshop("status", "--dir", self.dir, "--json")
+        return result, json.loads(result.stdout or "{}")
+
+
+@pytest.fixture
+def instance():
+    if os.geteuid() != 0:
+        pytest.fail("these tests start docker-registry as its own user: run them as root (CI does)")
+    if not os.access(registry.REGISTRY_BINARY, os.X_OK):
+        pytest.fail(f"{registry.REGISTRY_BINARY} is missing: apt-get install docker-registry (setup.sh does)")
+    created = Instance()
+    yield created
+    workshop("stop", "--dir", created.dir)
+    left = processes_naming(created.dir)
+    shutil.rmtree(created.dir, ignore_errors=True)
+    assert left == [], f"expected no process of the registry after stop, got {left}"
+
+
+def test_start_status_idempotent_start_stop(instance):
+    started = instance.start()
+    assert started.returncode == 0 and "registry started" in started.stdout, described(started)
+    result, info = instance.status()
+    assert result.returncode == 0 and info["running"] and info["answers"] == 200, described(result)
+    assert "workshop/busybox:latest" in info["images"], f"expected workshop/busybox:latest pushed, got {info}"
+    again = instance.start()
+    assert again.returncode == 0 and f"already running (pid {info['pid']})" in again.stdout, described(again)
+    stopped = workshop("stop", "--dir", instance.dir)
+    assert stopped.returncode == 0 and "registry stopped" in stopped.stdout, described(stopped)
+    assert processes_naming(instance.dir) == [], "expected no process left after stop"
+    assert registry.answers(instance.url) is None, f"expected nothing on {instance.listen} after stop"
+    result, info = instance.status()
+    assert result.returncode == 3 and not info["running"], described(result)
+
+
+def test_a_second_start_on_a_busy_port_says_so(instance):
+    assert instance.start().returncode == 0
+    other = tempfile.mkdtemp(prefix="workshop-registry-test-", dir="/tmp")
+    try:
+        result = workshop("start", "--dir", other, "--listen", instance.listen)
+        assert result.returncode == 1 and f"port {instance.port} is in use" in result.stderr, described(result)
+    finally:
+        shutil.rmtree(other, ignore_errors=True)
+
+
+def test_it_listens_on_loopback_only(instance):
+    result = workshop("start", "--dir", instance.dir, "--listen", f"0.0.0.0:{instance.port}")
+    assert result.returncode == 1 and "loopback only" in result.stderr, described(result)
+
+
+def test_udocker_pulls_from_it(instance, tmp_path):
+    assert instance.start().returncode == 0
+    env = {**os.environ, "PYTHONPATH": str(REPO / "solutions" / "step8"), "UDOCKER_ROOT": str(tmp_path / "store")}
+    pull = subprocess.run([sys.executable, "-m", "udocker", "pull", f"{instance.listen}/workshop/busybox"],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert pull.returncode == 0 and "Downloaded" in pull.stderr, pull.stderr
+
+
+def test_token_mode_answers_with_a_bearer_challenge(instance, tmp_path):
+    token_port = registry.free_port()
+    started = instance.start("--auth", "token", "--token-port", str(token_port))
+    assert started.returncode == 0, described(started)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{instance.url}{LAYER_PATH}", timeout=5)
+    challenge = refused.value.headers.get("WWW-Authenticate", "")
+    assert refused.value.code == 401 and challenge.startswith(f'Bearer realm="http://127.0.0.1:{token_port}/token"'), \
+        f"expected 401 with a Bearer challenge naming the token service, got {refused.value.code} {challenge!r}"
+    with urllib.request.urlopen(f"http://127.0.0.1:{token_port}/token?service=workshop-registry", timeout=5) as answer:
+        assert json.load(answer).get("token"), "expected a token from the token service"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "solutions" / "step8"), "UDOCKER_ROOT": str(tmp_path / "store")}
+    pull = subprocess.run([sys.executable, "-m", "udocker", "pull", f"{instance.listen}/workshop/busybox"],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert pull.returncode == 0, pull.stderr
+
+
+def test_throttled_mode_slows_a_download(instance):
+    started = instance.start("--rate", "256k")
+    assert started.returncode == 0 and "throttled" in started.stdout, described(started)
+    with urllib.request.urlopen(urllib.request.Request(
+            f"{instance.url}{LAYER_PATH}", headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}),
+            timeout=10) as answer:
+        layer = json.load(answer)["layers"][0]
+    begin = time.monotonic()
+    with urllib.request.urlopen(f"{instance.url}/v2/workshop/busybox/blobs/{layer['digest']}", timeout=30) as answer:
+        size = len(answer.read())
+    took = time.monotonic() - begin
+    expected = layer["size"] / (256 * 1024)
+    assert size == layer["size"] and took > expected * 0.6, \
+        f"expected {layer['size']} bytes in about {expected:.1f} s (256 KiB/s), got {size} bytes in {took:.1f} s"
+
+
+def test_doctor_reports_whether_the_registry_and_a_mirror_answer(instance, monkeypatch):
+    monkeypatch.setenv("UDOCKER_REGISTRY_MIRRORS", instance.url)
+    down = registry.doctor_checks(instance.listen)
+    assert down[0].ok is None and "workshop registry start" in down[0].fix, down
+    assert down[1].ok is None and instance.url in down[1].detail, down
+    assert instance.start().returncode == 0
+    up = registry.doctor_checks(instance.listen)
+    assert up[0].ok is True and "answers" in up[0].detail, up
+    assert up[1].ok is True and instance.url in up[1].detail and "answers" in up[1].detail, up
