@@ -162,3 +162,16 @@ def test_doctor_reports_whether_the_registry_and_a_mirror_answer(instance, monke
     up = registry.doctor_checks(instance.listen)
     assert up[0].ok is True and "answers" in up[0].detail, up
     assert up[1].ok is True and instance.url in up[1].detail and "answers" in up[1].detail, up
+
+
+def test_demo_pulls_and_runs_an_image_from_a_throwaway_registry(tmp_path):
+    if os.geteuid() != 0:
+        pytest.fail("the demo runs containers with cgroup limits: run it as root (CI does)")
+    result = subprocess.run([sys.executable, "-m", "workshop.cli", "demo"], capture_output=True, text=True,
+                            timeout=300, cwd=REPO, env={**os.environ, "COLUMNS": "200",
+                                                        "WORKSHOP_ROOTFS": str(tmp_path / "busybox")})
+    assert result.returncode == 0 and "demo runs behaved" in result.stdout, result.stdout + result.stderr
+    for expected in ("udocker pull 127.0.0.1:", "hello from /srv/app", "gone"):
+        assert expected in result.stdout, f"expected {expected!r} in the demo's output, got {result.stdout}"
+    left = processes_naming("workshop-demo-")
+    assert left == [], f"expected nothing of the demo's registry left running, got {left}"
