@@ -64,6 +64,7 @@ class Settings:
     tls_cert: str | None = None
     tls_key: str | None = None
     all_images: bool = False  # push every test image too (workshop.images)
+    classroom: bool = False  # serves the room: may listen on another address than loopback
     internal_port: int | None = field(default=None, compare=False)  # set at start: the registry behind a throttle
 
     @property
@@ -120,7 +121,7 @@ def check_address(listen: str, loopback_only: bool) -> None:
         raise RegistryError(f"--listen {listen!r}: give HOST:PORT, e.g. 127.0.0.1:5000")
     if loopback_only and not host.startswith("127."):
         raise RegistryError(f"--listen {listen!r}: the workshop's registry listens on loopback only "
-                            "(127.x.x.x); a classroom cache (--proxy) may listen elsewhere")
+                            "(127.x.x.x); one that serves a classroom (--classroom) may listen elsewhere")
 
 
 def free_port() -> int:
@@ -390,7 +391,7 @@ def start(settings: Settings, say=print) -> Settings:
     """Start the registry (idempotent) and push the workshop's images; return the running settings."""
     if not os.access(REGISTRY_BINARY, os.X_OK):
         raise RegistryError(f"{REGISTRY_BINARY} is missing: apt-get install docker-registry (setup.sh does)")
-    check_address(settings.listen, loopback_only=not settings.proxy)
+    check_address(settings.listen, loopback_only=not settings.classroom)
     if settings.auth == "token" and settings.token_port is None:
         settings.token_port = settings.port + 1
     if bool(settings.tls_cert) != bool(settings.tls_key):
@@ -666,19 +667,22 @@ def command():
 @click.option("--token-port", type=int, metavar="PORT", help="The token service's port (default: the next one).")
 @click.option("--rate", metavar="BYTES/S", help="Throttle each connection (200k, 1m): pulls take long enough to interrupt.")
 @click.option("--all", "all_images", is_flag=True, help="Push every test image of steps 7 and 8 too.")
+@click.option("--classroom", is_flag=True, help="It serves a classroom: --listen may be another address than loopback.")
 @click.option("--proxy", metavar="URL", help="A pull-through cache of URL (https://registry-1.docker.io).")
 @click.option("--credentials", metavar="FILE", type=click.Path(dir_okay=False),
               help="With --proxy: a file with the remote's user and access token, one per line.")
 @click.option("--tls-cert", metavar="PEM", type=click.Path(dir_okay=False), help="Serve HTTPS with this certificate.")
 @click.option("--tls-key", metavar="PEM", type=click.Path(dir_okay=False), help="... and this key.")
-def start_command(directory, listen, auth, token_port, rate, all_images, proxy, credentials, tls_cert, tls_key):
+def start_command(directory, listen, auth, token_port, rate, all_images, classroom, proxy, credentials, tls_cert,
+                  tls_key):
     """Start it (idempotent) and push workshop/busybox:latest."""
     try:
         settings = Settings(dir=str(Path(directory).resolve()), listen=listen, auth=auth, rate=parse_rate(rate),
                             token_port=token_port,
                             proxy=proxy, credentials=credentials and str(Path(credentials).resolve()),
                             tls_cert=tls_cert and str(Path(tls_cert).resolve()),
-                            tls_key=tls_key and str(Path(tls_key).resolve()), all_images=all_images)
+                            tls_key=tls_key and str(Path(tls_key).resolve()), all_images=all_images,
+                            classroom=classroom)
         start(settings, say=click.echo)
     except RegistryError as error:
         _fail(error)
