@@ -46,9 +46,17 @@ def plural(count, word):
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
+SYSTEM_CAS = "/etc/ssl/certs/ca-certificates.crt"  # Debian's and Ubuntu's (update-ca-certificates)
+
+
 def ca_bundle():
-    """The PEM file of CAs to trust: REQUESTS_CA_BUNDLE or SSL_CERT_FILE, else None (the system's)."""
-    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or None
+    """The PEM file of CAs to trust: REQUESTS_CA_BUNDLE or SSL_CERT_FILE, else the system's.
+
+    The system's, not requests' own copy (certifi): a classroom cache's CA,
+    added with update-ca-certificates, is then trusted whichever python runs udocker.
+    """
+    chosen = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE")
+    return chosen or (SYSTEM_CAS if os.path.exists(SYSTEM_CAS) else None)
 
 
 def parse_challenge(header):
@@ -249,31 +257,43 @@ class Registry:
 
 
 def quick_head(url, headers, timeout):
-    """HEAD URL with the standard library: the Docker-Content-Digest of a 200 answer, else None.
+    """HEAD URL, written by hand: the Docker-Content-Digest of a 200 answer, else None.
 
-    For the one request of a warm pull. Anything unusual (a proxy to go
-    through, a 401, an error) returns None, and the caller asks with requests.
+    For the one request of a warm pull: a request is a few lines of text, and
+    sending them over a socket costs less than loading an HTTP library.
+    Anything unusual (a proxy to go through, a 401, an error) returns None,
+    and the caller asks again with requests.
     """
     if any(os.environ.get(name) for name in PROXY_VARIABLES):
         return None  # requests knows how to go through a proxy; this does not
-    import http.client
+    import socket
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
-    if parts.scheme == "https":
-        import ssl
-
-        context = ssl.create_default_context(cafile=ca_bundle())
-        connection = http.client.HTTPSConnection(parts.netloc, timeout=timeout, context=context)
-    else:
-        connection = http.client.HTTPConnection(parts.netloc, timeout=timeout)
+    lines = [f"HEAD {parts.path} HTTP/1.1", f"Host: {parts.netloc}",
+             *(f"{name}: {value}" for name, value in headers.items()), "Connection: close", "", ""]
+    answer = b""
     try:
-        connection.request("HEAD", parts.path, headers=headers)
-        response = connection.getresponse()
-        if response.status == 200:
-            return response.getheader("Docker-Content-Digest")
-    except (OSError, http.client.HTTPException):
-        pass
-    finally:
-        connection.close()
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        with socket.create_connection((parts.hostname, port), timeout=timeout) as connection:
+            if parts.scheme == "https":
+                import ssl
+
+                context = ssl.create_default_context(cafile=ca_bundle())
+                connection = context.wrap_socket(connection, server_hostname=parts.hostname)
+            connection.sendall("\r\n".join(lines).encode())
+            while b"\r\n\r\n" not in answer and len(answer) < 1 << 16:
+                chunk = connection.recv(1 << 12)
+                if not chunk:
+                    break
+                answer += chunk
+    except (OSError, ValueError):
+        return None
+    status_line, *header_lines = answer.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    if status_line.split()[1:2] != ["200"]:
+        return None
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "docker-content-digest":
+            return value.strip()
     return None
