@@ -162,8 +162,8 @@ def registry_config(settings: Settings, port: int, secret: str) -> str:
              "version: 0.1", "log:", "  level: warn", "storage:", "  filesystem:",
              f"    rootdirectory: {settings.path('data')}", "  delete:", "    enabled: true",
              "http:", f"  addr: {host}:{port}", f"  secret: {secret}"]
-    if settings.tls_cert:
-        lines += ["  tls:", f"    certificate: {settings.tls_cert}", f"    key: {settings.tls_key}"]
+    if settings.tls_cert:  # copies made by write_config
+        lines += ["  tls:", f"    certificate: {settings.path('tls.crt')}", f"    key: {settings.path('tls.key')}"]
     if settings.auth == "token":
         lines += ["auth:", "  silly:", f"    realm: http://127.0.0.1:{settings.token_port}/token",
                   f"    service: {SERVICE}"]
@@ -181,10 +181,18 @@ def write_config(settings: Settings) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o755)
     (directory / "data").mkdir(exist_ok=True)
+    owner = _run_as()
+    if settings.tls_cert:  # copied: the registry's user may not reach the originals (a home directory)
+        import shutil
+
+        for source, name in ((settings.tls_cert, "tls.crt"), (settings.tls_key, "tls.key")):
+            shutil.copyfile(source, directory / name)
+            os.chmod(directory / name, 0o640)
+            if owner:
+                os.chown(directory / name, 0, owner[1])
     config = directory / "config.yml"
     config.write_text(registry_config(settings, settings.internal_port or settings.port, os.urandom(16).hex()))
     os.chmod(config, 0o640 if settings.credentials else 0o644)
-    owner = _run_as()
     if owner:
         os.chown(config, 0, owner[1])  # group-readable by the registry's user: credentials may be in it
         for dirpath, dirnames, filenames in os.walk(directory / "data"):
@@ -332,7 +340,9 @@ def wait_until_answering(url: str, process, logfile: Path, seconds: float = 15) 
         time.sleep(0.05)
     tail = ""
     try:
-        tail = logfile.read_text(errors="replace").strip().splitlines()[-1]
+        lines = logfile.read_text(errors="replace").strip().splitlines()
+        said = [line for line in lines if "level=fatal" in line or "level=error" in line]  # docker-registry's
+        tail = (said or lines)[-1]
     except (OSError, IndexError):
         pass
     raise RegistryError(f"the registry does not answer on {url}/v2/"
@@ -446,7 +456,7 @@ def seed(settings: Settings, say=print) -> None:
     wanted["library/busybox:latest"] = chosen["workshop/busybox:latest"]  # for mirrors: `udocker pull busybox`
     direct = f"127.0.0.1:{settings.internal_port or settings.port}"  # not through the throttle
     try:
-        pushed = images.push_all(direct, wanted)
+        pushed = images.push_all(direct, wanted, scheme=settings.scheme)
     except Exception as error:  # requests' errors, PushError: one line
         raise RegistryError(f"pushing the workshop's images to {direct} failed: {error}") from None
     say(f"images: {', '.join(sorted(pushed))}")

@@ -175,3 +175,30 @@ def test_demo_pulls_and_runs_an_image_from_a_throwaway_registry(tmp_path):
         assert expected in result.stdout, f"expected {expected!r} in the demo's output, got {result.stdout}"
     left = processes_naming("workshop-demo-")
     assert left == [], f"expected nothing of the demo's registry left running, got {left}"
+
+
+def test_https_with_a_classroom_ca_that_udocker_trusts(instance, tmp_path):
+    """--tls-cert/--tls-key (a classroom cache's HTTPS), and udocker trusting its CA through REQUESTS_CA_BUNDLE."""
+    if not shutil.which("openssl"):
+        pytest.fail("openssl is missing: apt-get install openssl")
+    run = lambda *argv: subprocess.run(argv, capture_output=True, check=True, cwd=tmp_path, timeout=60)  # noqa: E731
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=workshop-test-ca",
+        "-keyout", "ca.key", "-out", "ca.crt")
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "cache.key",
+        "-out", "cache.csr")
+    (tmp_path / "san").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("openssl", "x509", "-req", "-in", "cache.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+        "-days", "2", "-extfile", "san", "-out", "cache.crt")
+    started = instance.start("--tls-cert", str(tmp_path / "cache.crt"), "--tls-key", str(tmp_path / "cache.key"))
+    assert started.returncode == 0, described(started)
+    env = {**os.environ, "PYTHONPATH": str(REPO / "solutions" / "step8"), "UDOCKER_ROOT": str(tmp_path / "store"),
+           "UDOCKER_REGISTRY_MIRRORS": f"https://{instance.listen}", "UDOCKER_DOCKER_HUB": "127.0.0.1:9",
+           "UDOCKER_CONFIG": str(tmp_path / "none.json"), "REQUESTS_CA_BUNDLE": str(tmp_path / "ca.crt")}
+    pull = subprocess.run([sys.executable, "-m", "udocker", "pull", "busybox"], capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert pull.returncode == 0 and f"from mirror https://{instance.listen}" in pull.stderr \
+        and "failed" not in pull.stderr, pull.stderr
+    untrusted = subprocess.run([sys.executable, "-m", "udocker", "pull", "busybox:1.36"], capture_output=True,
+                               text=True, timeout=60, env={**env, "REQUESTS_CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt"})
+    assert untrusted.returncode == 125 and "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr, \
+        f"expected a certificate error without the CA, got {untrusted.returncode}: {untrusted.stderr}"

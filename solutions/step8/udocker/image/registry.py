@@ -209,6 +209,11 @@ class Registry:
             except requests.Timeout:
                 raise PullError(f"{self.host} did not answer within {self.timeout:g} s "
                                 f"while fetching {what} (UDOCKER_HTTP_TIMEOUT)") from None
+            except requests.exceptions.SSLError as error:  # no use retrying: the certificate stays the same
+                reason = "CERTIFICATE_VERIFY_FAILED" if "CERTIFICATE_VERIFY_FAILED" in str(error) else "TLS error"
+                raise PullError(f"cannot verify the certificate of {self.host} ({reason}) while fetching "
+                                f"{what}; if its CA is yours (a classroom cache), trust it: REQUESTS_CA_BUNDLE "
+                                "or SSL_CERT_FILE, or update-ca-certificates") from None
             except requests.ConnectionError as error:
                 attempt += 1
                 if attempt >= self.attempts:
