@@ -649,9 +649,6 @@ def doctor(as_json):
     from .ui import glyphs
 
     results = _environment_checks()
-    from .registry import doctor_checks  # the registries of steps 7-8: information, never a failure
-
-    results += doctor_checks()
     failed = [c for c in results if c.ok is False]
     if as_json:
         click.echo(json.dumps([{"name": c.name, "ok": c.ok, "detail": c.detail, "fix": getattr(c, "fix", "") or ""}
@@ -668,6 +665,9 @@ def doctor(as_json):
                 else Text(g["warn"], style="yellow"))
         table.add_row(mark, Text(str(c.name)), Text(str(c.detail)))
     con.print(table)
+    from .registry import print_doctor_info  # steps 7-8's registries: information, not a check
+
+    print_doctor_info(con)
     if failed:
         con.print()
         for c in failed:

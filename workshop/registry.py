@@ -571,10 +571,18 @@ def warm(mirror: str, names=MIRROR_IMAGES, architectures=("amd64", "arm64"), say
 # --------------------------------------------------------------------------- workshop doctor
 
 
+@dataclass(frozen=True)
+class Check:
+    """One line of `workshop doctor`'s information (ok None: a warning), as workshop.environment's checks."""
+
+    name: str
+    ok: bool | None
+    detail: str
+    fix: str = ""
+
+
 def doctor_checks(address: str = DEFAULT_ADDRESS) -> list:
     """What `workshop doctor` says about registries: information for steps 7 and 8, never a failure."""
-    from workshop.environment import Check
-
     checks = []
     code = answers(f"http://{address}")
     if code in (200, 401):
@@ -601,6 +609,26 @@ def doctor_checks(address: str = DEFAULT_ADDRESS) -> list:
                                 "check the classroom cache's address and that it runs "
                                 "(workshop registry status on its machine)"))
     return checks
+
+
+def print_doctor_info(console) -> None:
+    """doctor_checks as `workshop doctor` shows them: below its table, for steps 7 and 8, never counted."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from workshop.ui import glyphs
+
+    g = glyphs()
+    table = Table(box=None, show_header=False, pad_edge=False, padding=(0, 1))
+    table.add_column("", no_wrap=True)
+    table.add_column("check", no_wrap=True, style="bold")
+    table.add_column("detail", overflow="fold")
+    for check in doctor_checks():
+        mark = Text(g["ok"], style="green") if check.ok else Text(g["warn"], style="yellow")
+        table.add_row(mark, Text(check.name), Text(check.detail))
+    console.print()
+    console.print(Text("For steps 7 and 8 (information):", style="dim"))
+    console.print(table)
 
 
 def configured_mirrors() -> tuple[list[str], str]:

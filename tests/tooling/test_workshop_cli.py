@@ -597,11 +597,11 @@ def test_doctor_all_good(tmp_path):
 
 
 def test_doctor_on_this_machine():
-    from workshop import environment, registry
+    from workshop import environment
 
     r = workshop("doctor", "--json")
     results = json.loads(r.stdout)
-    assert [c["name"] for c in results] == [c.name for c in environment.run_checks() + registry.doctor_checks()]
+    assert [c["name"] for c in results] == [c.name for c in environment.run_checks()]
     assert r.returncode == (0 if all(c["ok"] for c in results) else 1)
 
 
