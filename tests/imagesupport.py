@@ -407,6 +407,10 @@ class Gate:
 
     def close(self):
         if self.listener is not None:
+            try:  # wakes the accept() of the other thread: a close() alone would leave it accepting
+                self.listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             self.listener.close()
             self.listener = None
         with self.lock:

@@ -285,6 +285,10 @@ class Throttle:
                     pass
 
     def stop(self):
+        try:  # wakes the thread blocked in accept()
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.listener.close()
 
 
