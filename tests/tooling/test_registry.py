@@ -202,3 +202,29 @@ def test_https_with_a_classroom_ca_that_udocker_trusts(instance, tmp_path):
                                text=True, timeout=60, env={**env, "REQUESTS_CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt"})
     assert untrusted.returncode == 125 and "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr, \
         f"expected a certificate error without the CA, got {untrusted.returncode}: {untrusted.stderr}"
+
+
+def test_a_pull_through_cache_warmed_then_serving_with_its_upstream_down(instance, tmp_path):
+    """--proxy (setup.sh --classroom-cache's mode) with --credentials, `warm`, then udocker served from the cache."""
+    upstream = Instance()
+    try:
+        assert upstream.start("--all").returncode == 0
+        credentials = tmp_path / "hub-credentials"
+        credentials.write_text("someone\nan-access-token\n")
+        started = instance.start("--proxy", upstream.url, "--credentials", str(credentials))
+        assert started.returncode == 0 and f"pull-through cache of {upstream.url}" in started.stdout, described(started)
+        config = Path(instance.dir, "config.yml")
+        assert "username: \"someone\"" in config.read_text() and config.stat().st_mode & 0o077 == 0o040, \
+            f"expected the credentials in {config}, readable by root and the registry's group only"
+        warmed = workshop("warm", instance.url, "library/busybox:latest")
+        assert warmed.returncode == 0 and "warmed library/busybox:latest" in warmed.stdout, described(warmed)
+    finally:
+        workshop("stop", "--dir", upstream.dir)
+        shutil.rmtree(upstream.dir, ignore_errors=True)
+    env = {**os.environ, "PYTHONPATH": str(REPO / "solutions" / "step8"), "UDOCKER_ROOT": str(tmp_path / "store"),
+           "UDOCKER_REGISTRY_MIRRORS": instance.url, "UDOCKER_DOCKER_HUB": "127.0.0.1:9",
+           "UDOCKER_CONFIG": str(tmp_path / "none.json")}
+    pull = subprocess.run([sys.executable, "-m", "udocker", "pull", "busybox"], capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert pull.returncode == 0 and "failed" not in pull.stderr, \
+        f"expected the warmed cache to serve busybox with its upstream stopped, got {pull.stderr}"
