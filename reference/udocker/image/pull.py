@@ -124,10 +124,9 @@ def pull_image(reference, store, progress):
     failures = []
     for number, endpoint in enumerate(candidates):
         progress.say(f"Pulling {reference.familiar()} from {endpoint}")
+        # A mirror is asked once: trying the next registry is its retry.
+        registry = Registry(endpoint.url, reference.repository, attempts=1 if endpoint.mirror else ATTEMPTS)
         try:
-            # A mirror is asked once: trying the next registry is its retry.
-            registry = Registry(endpoint.url, reference.repository,
-                                attempts=1 if endpoint.mirror else ATTEMPTS)
             with store.locked():  # rmi's clean-up waits: what is unpacked is not recorded yet
                 return pull(registry, reference, store, progress)
         except FALLBACK_ERRORS as error:
