@@ -4,6 +4,12 @@
 #   sudo ./setup.sh                 packages, the `workshop` command, the busybox rootfs
 #   sudo ./setup.sh --vm            + a local registry on 127.0.0.1:5000, the userns
 #                                     sysctl (Ubuntu 24.04), no swap (the Vagrant VM)
+#        --mirror URL [--mirror-ca PEM]   + pull Docker Hub names through the room's cache
+#                                     (also WORKSHOP_MIRROR=URL, WORKSHOP_MIRROR_CA=PEM)
+#   sudo ./setup.sh --classroom-cache [HOST:PORT]   the instructor's machine: a pull-through
+#                                     cache of Docker Hub on HOST:PORT (default 0.0.0.0:5050) and
+#                                     the workshop's images on PORT+1
+#        [--hub-credentials FILE] [--tls-cert PEM --tls-key PEM]
 #   sudo ./setup.sh --with-vm-lane  + qemu, kernel and initramfs of the cgroup-v2 test lane (CI)
 #
 # Debian 12 or Ubuntu 24.04, amd64 or arm64, as root. Safe to run again: it
@@ -14,12 +20,24 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 VENV=/opt/container-workshop/venv
 STATE=/var/lib/container-workshop
 REGISTRY=127.0.0.1:5000
-VM=0 LANE=0
-for arg in "$@"; do
+VM=0 LANE=0 CACHE=""
+MIRROR=${WORKSHOP_MIRROR:-} MIRROR_CA=${WORKSHOP_MIRROR_CA:-} HUB_CREDENTIALS="" TLS_CERT="" TLS_KEY=""
+value() {  # the value of an option given as --name=VALUE or --name VALUE
+  case $1 in *=*) echo "${1#*=}" ;; *) [ -n "${2:-}" ] && [ "${2#--}" = "$2" ] || { echo "setup.sh: $1 needs a value" >&2; exit 2; }; echo "$2" ;; esac
+}
+while [ $# -gt 0 ]; do
+  arg=$1; shift
   case $arg in
     --vm) VM=1 ;;
     --with-vm-lane) LANE=1 ;;
-    -h|--help) sed -n '2,10s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    --mirror|--mirror=*) MIRROR=$(value "$arg" "${1:-}"); [ "${arg#*=}" != "$arg" ] || shift ;;
+    --mirror-ca|--mirror-ca=*) MIRROR_CA=$(value "$arg" "${1:-}"); [ "${arg#*=}" != "$arg" ] || shift ;;
+    --classroom-cache=*) CACHE=${arg#*=} ;;
+    --classroom-cache) CACHE=0.0.0.0:5050; case ${1:-} in *:*) CACHE=$1; shift ;; esac ;;
+    --hub-credentials|--hub-credentials=*) HUB_CREDENTIALS=$(value "$arg" "${1:-}"); [ "${arg#*=}" != "$arg" ] || shift ;;
+    --tls-cert|--tls-cert=*) TLS_CERT=$(value "$arg" "${1:-}"); [ "${arg#*=}" != "$arg" ] || shift ;;
+    --tls-key|--tls-key=*) TLS_KEY=$(value "$arg" "${1:-}"); [ "${arg#*=}" != "$arg" ] || shift ;;
+    -h|--help) sed -n '2,18s/^# \{0,1\}//p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option $arg (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -98,47 +116,40 @@ out=$("$VENV/bin/python" -m workshop.rootfs 2>&1) || die "python3 -m workshop.ro
 say "$out"
 
 # --- 4. the Vagrant VM: registry, user namespaces, swap -----------------------
-if [ "$VM" = 1 ]; then
-  # A registry on loopback only, no auth, storage on the VM's own disk.
-  mkdir -p /etc/container-workshop "$STATE/registry"
-  chown docker-registry: "$STATE/registry"
-  conf=/etc/container-workshop/registry.yml
-  secret=$(sed -n 's/^  secret: //p' "$conf" 2>/dev/null || true); secret=${secret:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}
-  want=$(printf '%s\n' "# written by setup.sh --vm: the workshop's local registry" "version: 0.1" \
-    "log:" "  level: warn" "storage:" "  filesystem:" "    rootdirectory: $STATE/registry" \
-    "  delete:" "    enabled: true" "http:" "  addr: $REGISTRY" "  secret: $secret")
-  if [ "$(cat "$conf" 2>/dev/null)" != "$want" ]; then
-    say "writing $conf (listens on $REGISTRY only, no auth)"; echo "$want" > "$conf"; changed=1
-  fi
-  registry_up() { "$VENV/bin/python" -c "import urllib.request as u; u.urlopen('http://$REGISTRY/v2/', timeout=2)" 2>/dev/null; }
+# A registry service: `workshop registry start` (workshop/registry.py) with its files in DIR,
+# wrapped in a systemd unit where there is systemd (Type=forking: start daemonizes, then exits).
+registry_service() {  # NAME DIR DESCRIPTION START-OPTIONS...
+  local name=$1 dir=$2 description=$3; shift 3
+  local start="$VENV/bin/python -m workshop.registry start --dir $dir $*"
   if [ "$HAVE_SYSTEMD" = 1 ]; then
-    unit=/etc/systemd/system/container-workshop-registry.service
-    want=$(printf '%s\n' "[Unit]" "Description=container-workshop local registry on $REGISTRY" "After=network.target" \
-      "" "[Service]" "User=docker-registry" "ExecStart=/usr/bin/docker-registry serve $conf" "Restart=on-failure" \
+    local unit=/etc/systemd/system/$name.service want
+    want=$(printf '%s\n' "[Unit]" "Description=container-workshop: $description" "After=network.target" \
+      "" "[Service]" "Type=forking" "PIDFile=$dir/registry.pid" "ExecStart=$start" \
+      "ExecStop=$VENV/bin/python -m workshop.registry stop --dir $dir" "TimeoutStartSec=120" \
       "" "[Install]" "WantedBy=multi-user.target")
     if [ "$(cat "$unit" 2>/dev/null)" != "$want" ]; then
-      say "writing $unit"; echo "$want" > "$unit"; systemctl daemon-reload; changed=1
+      say "writing $unit"; echo "$want" > "$unit"; systemctl daemon-reload
+      systemctl enable -q "$name.service"
+      systemctl restart "$name.service" || die "$name.service does not start: journalctl -u $name"
+    elif ! systemctl -q is-active "$name.service"; then
+      systemctl start "$name.service" || die "$name.service does not start: journalctl -u $name"
     fi
-    if [ "${changed:-0}" = 1 ] || ! systemctl -q is-active container-workshop-registry.service; then
-      say "(re)starting container-workshop-registry.service"
-      systemctl enable -q container-workshop-registry.service
-      systemctl restart container-workshop-registry.service
-    fi
-  else  # no systemd (a container, WSL without systemd): a plain background process
-    pidfile=/run/container-workshop-registry.pid
-    if [ "${changed:-0}" = 1 ] || ! registry_up; then
-      if [ -s "$pidfile" ]; then kill "$(cat "$pidfile")" 2>/dev/null && sleep 0.5 || true; fi
-      say "no systemd: starting docker-registry in the background (log /var/log/container-workshop-registry.log; not restarted at boot: run setup.sh --vm again)"
-      setsid setpriv --reuid=docker-registry --regid=docker-registry --init-groups \
-        /usr/bin/docker-registry serve "$conf" >>/var/log/container-workshop-registry.log 2>&1 < /dev/null &
-      echo $! > "$pidfile"
-    fi
+    out=$($start 2>&1) || die "$start failed: $out"  # idempotent: pushes what is missing
+  else  # no systemd (a container, WSL without systemd): the daemon alone; not restarted at boot
+    out=$($start 2>&1) || die "$start failed: $out"
   fi
-  for _ in $(seq 50); do registry_up && break; sleep 0.2; done
-  registry_up || die "the registry does not answer on http://$REGISTRY/v2/ (is another program using port 5000?)"
-  out=$("$VENV/bin/python" -m workshop.images seed --registry "$REGISTRY" 2>&1) ||
-    die "seeding the registry failed (python3 -m workshop.images seed --registry $REGISTRY): $out"
-  say "registry on $REGISTRY seeded: $(echo "$out" | sed -n 's|^pushed [^/]*/\([^ ]*\).*|\1|p' | paste -sd' ' -)"
+  say "$name: $(echo "$out" | tr '\n' ' ')"
+}
+
+if [ "$VM" = 1 ]; then
+  # Setups before the registry command kept their data in $STATE/registry and their config in /etc.
+  if [ -d "$STATE/registry/docker" ] && [ ! -e "$STATE/registry/data" ]; then
+    mkdir -p "$STATE/registry/data" && mv "$STATE/registry/docker" "$STATE/registry/data/"
+  fi
+  rm -f /etc/container-workshop/registry.yml
+  old=/run/container-workshop-registry.pid  # the background registry of those setups, without systemd
+  if [ -s "$old" ]; then kill "$(cat "$old")" 2>/dev/null && sleep 0.5 || true; rm -f "$old"; fi
+  registry_service container-workshop-registry "$STATE/registry" "local registry on $REGISTRY" --listen "$REGISTRY"
 
   # Ubuntu 24.04's AppArmor forbids unprivileged user namespaces (step 5 needs them).
   conf=/etc/sysctl.d/60-container-workshop.conf
@@ -158,7 +169,47 @@ if [ "$VM" = 1 ]; then
   fi
 fi
 
-# --- 5. CI: the cgroup-v2 qemu lane -------------------------------------------
+# --- 5. the room's pull-through cache for Docker Hub names (--mirror; workshop.md, "The classroom registry")
+conf=/etc/udocker/config.json
+if [ -n "$MIRROR" ]; then
+  case $MIRROR in http://*|https://*) ;; *) die "--mirror $MIRROR: give a URL, http://HOST:PORT or https://HOST:PORT" ;; esac
+  mirror_host=${MIRROR#*://}; mirror_host=${mirror_host%%/*}
+  insecure="[]"
+  case $MIRROR in http://127.*|http://localhost*) ;; http://*) insecure="[\"$mirror_host\"]" ;; esac
+  want=$(printf '{\n  "registry-mirrors": ["%s"],\n  "insecure-registries": %s\n}' "$MIRROR" "$insecure")
+  if [ "$(cat "$conf" 2>/dev/null)" != "$want" ]; then
+    say "writing $conf (Docker Hub names through $MIRROR)"; mkdir -p /etc/udocker; echo "$want" > "$conf"
+  fi
+  if [ -n "$MIRROR_CA" ]; then
+    case $MIRROR_CA in /*) ;; *) [ -f "$MIRROR_CA" ] || MIRROR_CA=$REPO/$MIRROR_CA ;; esac  # Vagrant: in this folder
+    [ -f "$MIRROR_CA" ] || die "--mirror-ca $MIRROR_CA: no such file"
+    ca=/usr/local/share/ca-certificates/container-workshop-mirror.crt
+    if ! cmp -s "$MIRROR_CA" "$ca"; then
+      say "trusting the cache's CA ($MIRROR_CA -> $ca)"; cp "$MIRROR_CA" "$ca"; quietly update-ca-certificates
+    fi
+  fi
+  code=$("$VENV/bin/python" -c "import sys; from workshop.registry import answers; print(answers(sys.argv[1]) or '')" "$MIRROR")
+  [ -n "$code" ] && say "the mirror $MIRROR answers (HTTP $code)" ||
+    say "warning: the mirror $MIRROR does not answer now; pulls fall back to Docker Hub until it does"
+fi
+
+# --- 6. the instructor's machine: the classroom's cache --------------------------
+if [ -n "$CACHE" ]; then
+  case $CACHE in *:*) ;; *) die "--classroom-cache $CACHE: give HOST:PORT (0.0.0.0:5050)" ;; esac
+  host=${CACHE%:*} port=${CACHE##*:}
+  options="--classroom --listen $CACHE --proxy https://registry-1.docker.io"
+  [ -z "$HUB_CREDENTIALS" ] || options="$options --credentials $(realpath "$HUB_CREDENTIALS")"
+  [ -z "$TLS_CERT" ] || options="$options --tls-cert $(realpath "$TLS_CERT") --tls-key $(realpath "$TLS_KEY")"
+  registry_service container-workshop-cache "$STATE/cache" "pull-through cache of Docker Hub on $CACHE" $options
+  # a proxy refuses pushes: the workshop's own images live in a plain registry beside it
+  options="--classroom --listen $host:$((port + 1)) --all"
+  [ -z "$TLS_CERT" ] || options="$options --tls-cert $(realpath "$TLS_CERT") --tls-key $(realpath "$TLS_KEY")"
+  registry_service container-workshop-classroom-registry "$STATE/classroom" "the workshop's images on $host:$((port + 1))" $options
+  scheme=http; [ -z "$TLS_CERT" ] || scheme=https
+  say "warm the cache (the day before): workshop registry warm $scheme://127.0.0.1:$port"
+fi
+
+# --- 7. CI: the cgroup-v2 qemu lane -------------------------------------------
 if [ "$LANE" = 1 ]; then
   "$REPO/vm/prepare.sh"
 fi

@@ -139,12 +139,18 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             self._answer(fault.status, fault.headers, fault.body, method)
             return
         upstream = http.client.HTTPConnection("127.0.0.1", self.proxy.registry_port, timeout=30)
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
-        upstream.request(method, self.path, headers=headers)
+        # header by header: a client may send Accept several times (Go's does), and each one counts
+        upstream.putrequest(method, self.path, skip_host=True, skip_accept_encoding=True)
+        for key, value in self.headers.items():
+            if key.lower() not in HOP_BY_HOP:
+                upstream.putheader(key, value)
+        upstream.endheaders()
         response = upstream.getresponse()
         body = response.read()
         out_headers = {k: v for k, v in response.getheaders()
                        if k.lower() not in HOP_BY_HOP and k.lower() != "content-length"}
+        if method == "HEAD":  # no body, but the length of the one a GET would get (a mirror reads it)
+            out_headers["Content-Length"] = response.getheader("Content-Length", "0")
         upstream.close()
         if fault and fault.action == "corrupt" and body:
             middle = len(body) // 2
@@ -166,7 +172,8 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         self.send_response(status)
         for k, v in headers.items():
             self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
+        if "Content-Length" not in headers:
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if method != "HEAD":
             self.wfile.write(body)
@@ -313,7 +320,7 @@ _failure: str | None = None
 
 
 def extra_images(base) -> dict:
-    """Images only the tests need: Docker Hub names (for UDOCKER_REGISTRY_MIRROR), a lying config."""
+    """Images only the tests need: Docker Hub names (for UDOCKER_DOCKER_HUB), a lying config."""
     busybox = builder.busybox_image(base)
     lying = builder.busybox_image(base)
     lying.config_blob = lambda: builder.canonical_json({  # diff_ids that are not the layer's
@@ -339,6 +346,176 @@ def registry(rootfs) -> Registry:
             raise RuntimeError(_failure) from None
         atexit.register(_registry.stop)
     return _registry
+
+
+# --------------------------------------------------------------------------- gates and mirrors
+
+
+class Gate:
+    """A TCP relay on a loopback port that can be shut (connection refused) and opened again.
+
+    It plays a machine that goes down: close() stops listening and cuts the
+    open connections; open() listens on the same port again.
+    """
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.port = free_port()
+        self.connections: list[socket.socket] = []
+        self.lock = threading.Lock()
+        self.listener = None
+        self.open()
+
+    def open(self):
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self.listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def _accept(self, listener):
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # closed
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.connections += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source, destination):
+        try:
+            while data := source.recv(1 << 16):
+                destination.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, destination):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        if self.listener is not None:
+            try:  # wakes the accept() of the other thread: a close() alone would leave it accepting
+                self.listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self.listener.close()
+            self.listener = None
+        with self.lock:
+            for sock in self.connections:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                sock.close()
+            self.connections.clear()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+class Mirror:
+    r"""A pull-through cache (docker-registry in proxy mode) in front of the test registry, which plays Docker Hub.
+
+        udocker -> front (Gate) -> proxy (Fault, log) -> docker-registry, proxy mode
+                                                            \-> upstream (Gate) -> the test registry's proxy
+        udocker's "Docker Hub" (UDOCKER_DOCKER_HUB) is the upstream gate too.
+
+    Close front to take the mirror down, upstream to take "Docker Hub" down;
+    the test registry's proxy log shows what reached the upstream, the
+    mirror's own proxy log what reached the mirror.
+    """
+
+    def __init__(self, registry: Registry, directory: Path):
+        self.registry = registry
+        self.dir = Path(directory)
+        self.upstream = Gate(registry.proxy.port)
+        self.port = free_port()
+        config = self.dir / "mirror.yml"
+        config.write_text(
+            "version: 0.1\n"
+            "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {self.dir / 'data'}\n"
+            f"http:\n  addr: 127.0.0.1:{self.port}\n  secret: workshop\n"
+            f"proxy:\n  remoteurl: http://{self.upstream.address}\n")
+        self.logfile = open(self.dir / "mirror.log", "wb")
+        self.process = subprocess.Popen(
+            [REGISTRY_BINARY, "serve", str(config)], stdout=self.logfile, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        try:
+            _wait_for_registry(self.process, self.port, self.dir / "mirror.log")
+        except RuntimeError:
+            self.stop()
+            raise
+        self.proxy = Proxy(self.port)
+        self.front = Gate(self.proxy.port)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.front.address}"
+
+    def env(self, **extra) -> dict:
+        """udocker's environment: this mirror for Docker Hub, and the upstream playing Docker Hub."""
+        return {"UDOCKER_REGISTRY_MIRRORS": self.url, "UDOCKER_DOCKER_HUB": self.upstream.address,
+                "UDOCKER_CONFIG": str(self.dir / "no-config.json"), **extra}
+
+    def stop(self):
+        for gate in ("front", "upstream"):
+            if getattr(self, gate, None):
+                getattr(self, gate).close()
+        if getattr(self, "proxy", None):
+            self.proxy.stop_stalling.set()
+            self.proxy.server.shutdown()
+            self.proxy.server.server_close()
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.logfile.close()
+
+
+def _wait_for_registry(process, port, logfile):
+    """Wait until a docker-registry answers /v2/ on PORT; RuntimeError with its log if it does not."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", "/v2/")
+            status = conn.getresponse().status
+            conn.close()
+            if status in (200, 401):
+                return
+        except OSError:
+            time.sleep(0.02)
+    log = Path(logfile).read_bytes().decode(errors="replace")[-2000:] if Path(logfile).exists() else ""
+    raise RuntimeError(f"docker-registry did not start on 127.0.0.1:{port}: {log}")
+
+
+@pytest.fixture
+def mirror(image_registry, tmp_path_factory):
+    """A fresh pull-through cache of the test registry (nothing cached yet), stopped after the test."""
+    try:
+        cache = Mirror(image_registry, tmp_path_factory.mktemp("mirror"))
+    except RuntimeError as error:
+        pytest.fail(f"cannot start the mirror: {error}", pytrace=False)
+    yield cache
+    cache.stop()
 
 
 # --------------------------------------------------------------------------- what tests look at
@@ -374,6 +551,11 @@ class StoreView:
         base = self.root / "blobs" / "sha256"
         return {f"sha256:{p.name}" for p in base.iterdir()} if base.is_dir() else set()
 
+    def leases(self) -> list[str]:
+        """Names of the files in leases/: one per running container (step 8)."""
+        base = self.root / "leases"
+        return sorted(p.name for p in base.iterdir()) if base.is_dir() else []
+
     def leftovers(self) -> list[str]:
         """Work in progress that nothing finished: entries of tmp/."""
         base = self.root / "tmp"
@@ -407,7 +589,9 @@ class ImageCli:
 
     def __init__(self, udocker, registry: Registry, store: StoreView):
         self.udocker, self.registry, self.store = udocker, registry, store
-        self.env = {"UDOCKER_ROOT": str(store.root), "UDOCKER_HTTP_TIMEOUT": self.TIMEOUT}
+        # no mirror configured on this machine (UDOCKER_REGISTRY_MIRRORS, /etc/udocker/config.json) may interfere
+        self.env = {"UDOCKER_ROOT": str(store.root), "UDOCKER_HTTP_TIMEOUT": self.TIMEOUT,
+                    "UDOCKER_REGISTRY_MIRRORS": "", "UDOCKER_CONFIG": "/nonexistent/udocker-config.json"}
         self.last = None  # the last Result: its .check() puts the command in a failure message
 
     def __call__(self, *args, env: dict | None = None, **kw):

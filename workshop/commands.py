@@ -665,6 +665,9 @@ def doctor(as_json):
                 else Text(g["warn"], style="yellow"))
         table.add_row(mark, Text(str(c.name)), Text(str(c.detail)))
     con.print(table)
+    from .registry import print_doctor_info  # steps 7-8's registries: information, not a check
+
+    print_doctor_info(con)
     if failed:
         con.print()
         for c in failed:
@@ -789,3 +792,10 @@ def selftest(network, pytest_args):
 
 
 main = cli
+
+
+# ------------------------------------------------------------------ registry (workshop/registry.py)
+
+from .registry import command as _registry_command  # noqa: E402
+
+cli.add_command(_registry_command)

@@ -137,6 +137,9 @@ def run(step: int | None = None, impl: str | None = None, rootfs_dir: str | None
         else:
             failures += 1
             con.print(Text(f"  {g['fail']} {status}; expected: {scene.expected}", style="bold red"))
+    if step >= 8:
+        image_ran, image_failures = run_image_scenes(con, g, folder, rel_folder, timeout)
+        ran, failures = ran + image_ran, failures + image_failures
     con.print()
     if failures:
         con.print(f"[bold red]{failures} of {ran} demo runs misbehaved.[/] "
@@ -144,3 +147,65 @@ def run(step: int | None = None, impl: str | None = None, rootfs_dir: str | None
         return 1
     con.print(f"[green]{g['ok']} all {ran} demo runs behaved.[/] Build it yourself: `workshop show 0`.")
     return 0
+
+
+def run_image_scenes(con, g, folder: Path, rel_folder: str, timeout: float) -> tuple[int, int]:
+    """Steps 7-8: a throwaway registry, a pull from it, and runs of the pulled image; (runs, failures).
+
+    The registry (workshop.registry.LocalRegistry, on a free loopback port) and
+    the image store (a temporary UDOCKER_ROOT) are removed at the end: nothing
+    keeps running.
+    """
+    import tempfile
+
+    from rich.text import Text
+
+    from .registry import LocalRegistry, RegistryError
+
+    con.print()
+    con.print(Text("An image from a registry (steps 7 and 8)", style="bold"))
+    ran = failures = 0
+    with tempfile.TemporaryDirectory(prefix="workshop-demo-") as scratch:
+        try:
+            registry = LocalRegistry(os.path.join(scratch, "registry"))
+            registry.__enter__()
+        except (RegistryError, OSError) as error:
+            con.print(Text(f"  {g['fail']} cannot start a throwaway registry: {error}", style="bold red"))
+            return 1, 1
+        try:
+            image = f"{registry.address}/workshop/config"
+            con.print(Text(f"  a throwaway registry on {registry.address}, with workshop/config pushed: Env "
+                           "GREETING=hello, WorkingDir /srv/app, Entrypoint sh -c", style="dim"))
+            env = dict(os.environ, PYTHONPATH=str(folder), UDOCKER_ROOT=os.path.join(scratch, "store"))
+            scenes = [
+                (["pull", image], lambda rc, out, err: rc == 0 and "Downloaded" in err,
+                 "exit status 0: every layer checked against its digest"),
+                (["run", image], lambda rc, out, err: rc == 0 and out == "hello from /srv/app\n",
+                 "hello from /srv/app: the image's Env, WorkingDir, Entrypoint and Cmd"),
+                (["run", image, "echo written > note; cat note"],
+                 lambda rc, out, err: rc == 0 and out == "written\n", "written: a writable layer of its own"),
+                (["run", image, "cat note || echo gone"], lambda rc, out, err: rc == 0 and out.endswith("gone\n"),
+                 "gone: every run starts from the pristine image"),
+            ]
+            for args, expect, expected in scenes:
+                con.print(Text(f"$ PYTHONPATH={rel_folder} python3 -m udocker {shlex.join(args)}", style="cyan"),
+                          soft_wrap=True)
+                try:
+                    proc = subprocess.run([sys.executable, "-m", "udocker", *args], env=env, stdin=subprocess.DEVNULL,
+                                          capture_output=True, text=True, errors="replace", timeout=timeout)
+                    rc, out, err = proc.returncode, proc.stdout, proc.stderr
+                except subprocess.TimeoutExpired:
+                    rc, out, err = None, "", f"(no answer after {timeout:.0f} s)"
+                ran += 1
+                for line in out.rstrip("\n").splitlines():
+                    con.print(Text("  " + line), soft_wrap=True)
+                for line in err.rstrip("\n").splitlines():
+                    con.print(Text("  " + line, style="dim yellow"), soft_wrap=True)
+                ok = rc is not None and expect(rc, out, err)
+                status = f"exit status {rc}" if rc is not None else "timed out"
+                con.print(Text(f"  {g['ok' if ok else 'fail']} {status}; expected: {expected}",
+                               style="green" if ok else "bold red"))
+                failures += 0 if ok else 1
+        finally:
+            registry.__exit__(None, None, None)
+    return ran, failures

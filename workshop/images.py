@@ -5,7 +5,8 @@
 pushes ``workshop/busybox:latest`` (the busybox root filesystem as one layer),
 so that ``udocker pull 127.0.0.1:5000/workshop/busybox`` works without
 Docker Hub, and the same image as ``library/busybox:latest``, so that with
-``UDOCKER_REGISTRY_MIRROR=127.0.0.1:5000`` even ``udocker pull busybox`` does. The tests of steps 7 and 8 use the builders below for images
+``UDOCKER_REGISTRY_MIRRORS=http://127.0.0.1:5000`` even ``udocker pull busybox``
+does. (``workshop registry start`` runs a registry and does this.) The tests of steps 7 and 8 use the builders below for images
 with several layers, whiteouts, indexes, Docker media types, a run config
 and hostile layers.
 
@@ -266,13 +267,15 @@ class PushError(Exception):
 
 
 class Pusher:
-    """Pushes blobs and manifests to REGISTRY (host:port, plain HTTP)."""
+    """Pushes blobs and manifests to REGISTRY (host:port, plain HTTP, or HTTPS not verified: our own)."""
 
-    def __init__(self, registry: str, token: str = "workshop"):
+    def __init__(self, registry: str, token: str = "workshop", scheme: str = "http"):
         import requests  # only pushing needs it
 
-        self.base = f"http://{registry}/v2"
+        self.base = f"{scheme}://{registry}/v2"
         self.session = requests.Session()
+        self.session.verify = False  # a registry we started ourselves, maybe with a certificate for another name
+        self.session.trust_env = False  # loopback: no proxy, and REQUESTS_CA_BUNDLE must not undo verify=False
         # Registries with `auth: silly` (the tests') accept any token; others ignore the header.
         self.session.headers["Authorization"] = f"Bearer {token}"
 
@@ -427,6 +430,9 @@ def hostile_images(outside: str) -> dict[str, Image]:
         "hardlink": [hardlink("stolen", f"{outside}/target")],
         "hardlink-dotdot": [hardlink("stolen", f"{up}{outside.lstrip('/')}/target")],
         "whiteout-dotdot": [file(f"{up}{outside.lstrip('/')}/.wh.target")],
+        # whiteouts of '.' and '..': unguarded, they delete their own directory or the one above
+        "whiteout-of-dot": [directory("keep"), file("keep/file", "kept\n"), file("keep/.wh..")],
+        "whiteout-of-dotdot": [directory("keep"), file("keep/file", "kept\n"), file("keep/.wh...")],
     }
     images = {f"workshop/evil:{name}": Image([Layer(tar_members(members))], {"Cmd": ["/bin/sh"]})
               for name, members in cases.items()}
@@ -436,9 +442,13 @@ def hostile_images(outside: str) -> dict[str, Image]:
     return images
 
 
-def push_all(registry: str, images: dict, token: str = "workshop") -> dict[str, str]:
+def push_all(registry: str, images: dict, token: str = "workshop", scheme: str = "http") -> dict[str, str]:
     """Push {repository:tag: image}; return {repository:tag: manifest digest}."""
-    pusher = Pusher(registry, token)
+    if scheme == "https":
+        import urllib3
+
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+    pusher = Pusher(registry, token, scheme)
     digests = {}
     for name, image in images.items():
         repository, _, tag = name.rpartition(":")
@@ -459,7 +469,7 @@ def main(argv=None) -> int:
         images = workshop_images(base)
         if not args.all:
             images = {"workshop/busybox:latest": images["workshop/busybox:latest"]}
-        # Docker Hub's name too, for UDOCKER_REGISTRY_MIRROR=<this registry>: `udocker pull busybox`
+        # Docker Hub's name too, for UDOCKER_REGISTRY_MIRRORS=http://<this registry>: `udocker pull busybox`
         images["library/busybox:latest"] = images["workshop/busybox:latest"]
         for name, digest in push_all(args.registry, images).items():
             print(f"pushed {args.registry}/{name} ({digest})")

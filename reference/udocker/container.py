@@ -56,6 +56,8 @@ class Container:
         self.cgroup = None  # a cgroups.Cgroup, with its limits
         # <<<
         # >>> step 8 given
+        self.image = None  # the stored image (udocker.image.lookup.Image), for an image
+        self.lease = None  # the store's lease on it, while the container runs (rmi spares it)
         self.layers = None  # an image's unpacked layers, lowest first (None: IMAGE is a directory)
         self.process = None  # a process.Process: argv, env, working directory, user
         self.terminal = None  # a terminal.Terminal, with -t
@@ -93,6 +95,10 @@ def run(args):
     # forward until the container runs, so that none can end us half-way; one that
     # comes meanwhile is waiting for us (abort_if_signalled, wait_for).
     signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
+    # >>> step 8 given
+    if container.image:  # `udocker rmi` refuses to remove an image a container runs
+        container.lease = hold_image(container)
+    # <<<
     # >>> step 6: Create the container's cgroup with its limits (cgroups.create), start the
     # ... container, and remove the cgroup once it has exited, whatever happens. Explain an
     # ... out-of-memory kill (cgroup.oom_killed).
@@ -113,6 +119,10 @@ def run(args):
         return status
     finally:
         container.cgroup.remove()
+        # >>> step 8 given
+        if container.lease:
+            container.lease.release()
+        # <<<
     # --- before
     return start(container)
     # <<<
@@ -426,10 +436,17 @@ def prepare_image(container, args):
     from udocker.image.lookup import resolve
     from udocker.image.store import default_root
 
-    image = resolve(args.image)
+    container.image = image = resolve(args.image)
     container.layers = image.layer_dirs
     container.rootfs = os.path.join(default_root(), "mnt", "rootfs")
     container.process = process.from_image(image.config, args)
+
+
+def hold_image(container):
+    """A lease on the container's image in the store, released when it has run (or when we die)."""
+    from udocker.image.store import Store
+
+    return Store().hold(container.image.reference, container.image.digest, container.id)
 
 
 def mount_overlay(layers, rootfs, rootless):

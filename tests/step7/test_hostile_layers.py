@@ -13,6 +13,9 @@ from imagesupport import expect_failure
 
 ATTACKS = ["dotdot", "absolute", "symlink-dir", "symlink-relative", "hardlink", "hardlink-dotdot",
            "whiteout-dotdot"]
+# keep/file, then keep/.wh.. or keep/.wh...: a whiteout naming '.' or '..' would delete keep/ itself, or
+# the directory above it (unguarded code does: tried in a scratch store)
+DOT_WHITEOUTS = ["whiteout-of-dot", "whiteout-of-dotdot"]
 
 
 def _outside_untouched(result, cli):
@@ -43,3 +46,10 @@ def test_a_file_replaces_a_symlink_without_following_it(cli):
     victim = cli.store.layer(image.layers[0].diff_id) / "victim"
     result.check(victim.is_file() and not victim.is_symlink() and victim.read_text() == "replaced inside the layer\n",
                  f"{victim}: the layer's own regular file", "something else")
+
+
+@pytest.mark.parametrize("attack", DOT_WHITEOUTS)
+def test_whiteout_of_dot_or_dotdot_is_refused(cli, attack):
+    result = expect_failure(cli.pull(f"workshop/evil:{attack}"), "refused", ".wh.")
+    result.check(cli.store.records() == {} and cli.store.layers() == set() and cli.store.leftovers() == [],
+                 "nothing stored", cli.store.summary())

@@ -1,8 +1,8 @@
 """Step 7: image references are read the way `docker pull` reads them.
 
-Docker Hub names are tested offline: UDOCKER_REGISTRY_MIRROR points the
-docker.io registry at the test registry (which holds library/busybox), and
-the proxy's log shows which repository and tag were asked for.
+Docker Hub names are tested offline: UDOCKER_DOCKER_HUB (a test-only
+setting) makes the test registry, which holds library/busybox, answer for
+docker.io, and the proxy's log shows which repository and tag were asked for.
 """
 import pytest
 
@@ -14,6 +14,8 @@ MALFORMED = [
     "busybox:bad/tag",  # '/' after the tag's ':'
     "busybox@sha256:1234",  # a digest has 64 hex digits
     "busybox-",  # components end with a letter or digit
+    "127.0.0.1:99999/workshop/busybox",  # a port is 1 to 65535
+    "localhost:0/busybox",
 ]
 
 
@@ -23,8 +25,8 @@ def test_malformed_reference_exits_125(cli, text):
 
 
 def _mirrored(cli, name):
-    """Pull NAME with Docker Hub mirrored by the test registry; return the manifest paths asked for."""
-    result = cli("pull", name, env={"UDOCKER_REGISTRY_MIRROR": cli.registry.host}).expect_exit(0)
+    """Pull NAME with the test registry playing Docker Hub; return the manifest paths asked for."""
+    result = cli("pull", name, env={"UDOCKER_DOCKER_HUB": cli.registry.host}).expect_exit(0)
     return result, [p for _, p in cli.registry.proxy.requests(containing="/manifests/")]
 
 

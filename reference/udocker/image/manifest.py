@@ -25,14 +25,15 @@ MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
 
 
 def accept_header():
-    """The Accept header of manifest requests: every format udocker can read."""
-    # >>> step 7: List the manifest formats udocker reads. Without them the registry answers 404
-    # ... ("OCI manifest found, but accept header does not support OCI manifests") or tries to
-    # ... convert to the old schema 1.
+    """The Accept header of manifest requests: every format udocker can read.
+
+    A registry answers with the first of its formats that the client accepts.
+    Without the OCI types, Debian's registry 2.8 answers 404 ("OCI manifest
+    found, but accept header does not support OCI manifests"); without Docker's
+    schema 2, it converts a Docker image to the obsolete, signed schema 1, whose
+    bytes then differ from the digest it announces.
+    """
     return ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
-    # --- before
-    return "*/*"
-    # <<<
 
 # uname -m -> (GOARCH, variant): the names registries use for platforms.
 _ARCHITECTURES = {
@@ -86,8 +87,6 @@ def media_type(content_type, document):
 
 def choose_platform(index, platform, what):
     """The descriptor, in INDEX's manifests, of the image for PLATFORM; UdockerError if none."""
-    # >>> step 7: Pick the manifest for linux + this architecture (+ variant where the index says
-    # ... one: arm64's v8 is the default).
     def matches(candidate):
         if candidate.get("os") != platform["os"]:
             return False
@@ -107,6 +106,3 @@ def choose_platform(index, platform, what):
         f"{what} has no image for {platform_name(platform)} "
         f"(it offers: {', '.join(offered) or 'nothing'})"
     )
-    # --- before
-    raise NotImplementedError("step 7: choose the manifest for this platform")
-    # <<<

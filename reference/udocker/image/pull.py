@@ -1,30 +1,34 @@
 # udocker: from step 7
 """`udocker pull`: the story of a pull, from a reference to a stored image.
 
-    1. GET the manifest by tag (or digest). An index (multi-platform image)
-       names one manifest per platform: GET ours, by digest.
-    2. GET the config by digest: it lists the layers' diff_ids and says how
+    0. Resolve: what do we have? One HEAD says whether the tag still names the
+       stored digest; if so, the pull is done without downloading anything.
+    1. The manifest: GET it by tag (or digest), verify it, keep it.
+    2. The platform: an index (a multi-platform image) names one manifest per
+       platform; choose ours and GET that one, by digest.
+    3. The config: GET it by digest; it lists the layers' diff_ids and says how
        to run the image (Env, WorkingDir, Entrypoint, Cmd, User).
-    3. Each layer not stored yet: stream, verify, unpack (layers.py).
-    4. Write the image record: the reference now resolves locally.
+    4. The layers: each one the store lacks is streamed, verified and unpacked
+       (download.py, layers.py).
+    5. Store the image record: the reference now resolves locally.
 
-Pulling again what is stored downloads no blob: one HEAD request tells
-whether the tag still names the same digest.
+pull() tells that story against one registry. pull_image() is what `udocker
+pull` calls: it tries the registries that may serve the image (mirrors.py:
+Docker Hub's mirrors first) until one does.
 """
 from udocker.errors import UdockerError
-from udocker.image.digest import verify_bytes
-from udocker.image.layers import unpack_layer
+from udocker.image.digest import DigestMismatch, verify_bytes
+from udocker.image.download import fetch_layers
 from udocker.image.manifest import (
     DOCKER_SCHEMA1, INDEX_TYPES, MANIFEST_TYPES, choose_platform, host_platform, parse_json)
+from udocker.image.mirrors import endpoints
 from udocker.image.progress import human
-from udocker.image.registry import Registry, read_small
+from udocker.image.registry import ATTEMPTS, PullError, Registry, read_small
 from udocker.image.store import new_record
 
 MAX_CONFIG = 16 << 20
-
-
-def short(digest):
-    return digest[len("sha256:"):][:12]
+# What makes pull_image try the next registry: it could not serve, or served something wrong.
+FALLBACK_ERRORS = (PullError, DigestMismatch)
 
 
 def up_to_date(registry, reference, store):
@@ -37,31 +41,31 @@ def up_to_date(registry, reference, store):
     return record if registry.manifest_digest(reference.tag) == record["digest"] else None
 
 
-def fetch_manifest(registry, reference, store, progress):
-    """The platform manifest for REFERENCE -> (manifest dict, its digest, repo digest, blob digests)."""
-    what = f"image {reference.familiar()}"
-    body, kind, digest = registry.manifest(reference.manifest_ref, what)
-    repo_digest, blobs = digest, [digest]
+def fetch_manifest(registry, manifest_ref, store, what):
+    """GET a manifest or index by tag or digest, verified and kept in STORE -> (body, media type, digest).
+
+    By digest, one that STORE has already is not downloaded again.
+    """
+    if manifest_ref.startswith("sha256:") and store.has_blob(manifest_ref):
+        body = store.read_blob(manifest_ref)
+        return body, parse_json(body, what).get("mediaType"), manifest_ref
+    body, kind, digest = registry.manifest(manifest_ref, what)
     store.write_blob(digest, body)
-    if kind in INDEX_TYPES:
-        chosen = choose_platform(parse_json(body, what), host_platform(), what)
-        what = f"{what} for {'/'.join(chosen['platform'].get(k, '') for k in ('os', 'architecture'))}"
-        if store.has_blob(chosen["digest"]):
-            body, digest = store.read_blob(chosen["digest"]), chosen["digest"]
-            kind = chosen.get("mediaType") or parse_json(body, what).get("mediaType")
-        else:
-            body, kind, digest = registry.manifest(chosen["digest"], what)
-            store.write_blob(digest, body)
-        blobs.append(digest)
+    return body, kind, digest
+
+
+def check_manifest(body, kind, what):
+    """The manifest as a dict, when it is one udocker reads (not an index, not schema 1)."""
     if kind in DOCKER_SCHEMA1:
         raise UdockerError(f"{what} has a Docker schema 1 manifest, which is obsolete and unsupported")
     manifest = parse_json(body, what)
     if kind not in MANIFEST_TYPES and "layers" not in manifest:
         raise UdockerError(f"{what}: unexpected manifest type {kind!r}")
-    return manifest, digest, repo_digest, blobs
+    return manifest
 
 
 def fetch_config(registry, manifest, store, what):
+    """The image config the manifest names, verified and kept -> (config dict, its digest, diff_ids)."""
     descriptor = manifest["config"]
     digest = descriptor["digest"]
     if store.has_blob(digest):
@@ -79,41 +83,59 @@ def fetch_config(registry, manifest, store, what):
     return config, digest, diff_ids
 
 
-def fetch_layer(registry, descriptor, diff_id, store, progress):
-    """Stream, verify and unpack one layer unless it is stored; return its unpacked size."""
-    bar = progress.layer(descriptor["digest"], descriptor.get("size"))
-    if store.has_layer(diff_id):
-        bar.done("already exists")
-        return store.layer_info(diff_id)["size"]
-    what = f"layer {short(descriptor['digest'])}"
-    with store.new_layer(diff_id, descriptor["digest"]) as (root, info):
-        blob = registry.blob(descriptor, what)
-        try:
-            info["size"] = unpack_layer(bar.wrap(blob), root, descriptor, diff_id, what)
-        finally:
-            blob.close()
-    bar.done(f"pull complete ({human(bar.count)})")
-    return info["size"]
-
-
-def pull(reference, store, progress):
-    """Make REFERENCE available in STORE; return its image record."""
-    store.clean_stale()
-    registry = Registry(reference.api_host, reference.repository)
-    progress.say(f"Pulling {reference.familiar()} from {reference.api_host}")
+def pull(registry, reference, store, progress):
+    """Pull REFERENCE from REGISTRY into STORE (the story above); return its image record."""
+    # >>> step 7: Tell the story of a pull: a stored image still up to date is done (up_to_date);
+    # ... else fetch the manifest by reference.manifest_ref; for an index (INDEX_TYPES), choose
+    # ... this platform's manifest and fetch it by digest; check it, fetch the config, then the
+    # ... layers (fetch_layers); save and return the record (new_record, store.save_image).
+    what = f"image {reference.familiar()}"
     record = up_to_date(registry, reference, store)
     if record:
         progress.say(f"Image is up to date for {reference.familiar()} ({record['digest']})")
         return record
-    manifest, manifest_digest, repo_digest, blobs = fetch_manifest(registry, reference, store, progress)
-    config, config_digest, diff_ids = fetch_config(registry, manifest, store, reference.familiar())
-    layers = []
-    for descriptor, diff_id in zip(manifest["layers"], diff_ids, strict=True):
-        size = fetch_layer(registry, descriptor, diff_id, store, progress)
-        layers.append({"digest": descriptor["digest"], "diff_id": diff_id, "size": size})
-    record = new_record(reference, repo_digest, manifest_digest, config_digest, layers,
-                        blobs + [config_digest])
+    body, kind, digest = fetch_manifest(registry, reference.manifest_ref, store, what)
+    repo_digest, blobs = digest, [digest]  # the digest the reference resolved to
+    if kind in INDEX_TYPES:
+        chosen = choose_platform(parse_json(body, what), host_platform(), what)
+        body, kind, digest = fetch_manifest(registry, chosen["digest"], store, what)
+        blobs.append(digest)
+    manifest = check_manifest(body, kind, what)
+    config, config_digest, diff_ids = fetch_config(registry, manifest, store, what)
+    layers = fetch_layers(registry, manifest["layers"], diff_ids, store, progress)
+    record = new_record(reference, repo_digest, digest, config_digest, layers, blobs + [config_digest])
     store.save_image(record)
     progress.say(f"Digest: {repo_digest}")
     progress.say(f"Downloaded {reference.familiar()} ({human(record['size'])})")
     return record
+    # --- before
+    raise NotImplementedError("step 7: pull an image: the story of a pull (pull.py)")
+    # <<<
+
+
+def pull_image(reference, store, progress):
+    """`udocker pull`: REFERENCE from the first of its registries that serves it; its record.
+
+    A registry that fails (unreachable, an error answer, content that does not
+    match its digest) is reported in one line, and the next one is tried.
+    """
+    notes = []
+    candidates = endpoints(reference, notes)
+    for note in notes:
+        progress.say(note)
+    store.clean_stale()
+    failures = []
+    for number, endpoint in enumerate(candidates):
+        progress.say(f"Pulling {reference.familiar()} from {endpoint}")
+        # A mirror is asked once: trying the next registry is its retry.
+        registry = Registry(endpoint.url, reference.repository, attempts=1 if endpoint.mirror else ATTEMPTS)
+        try:
+            with store.locked():  # rmi's clean-up waits: what is unpacked is not recorded yet
+                return pull(registry, reference, store, progress)
+        except FALLBACK_ERRORS as error:
+            if number + 1 == len(candidates):
+                if not failures:
+                    raise
+                raise type(error)("; ".join(failures + [f"{endpoint}: {error}"])) from None
+            failures.append(f"{endpoint}: {error}")
+            progress.say(f"{endpoint} failed ({error}); trying {candidates[number + 1]}")

@@ -38,6 +38,8 @@ class Container:
         self.rootfs = None  # the directory that becomes its /
         self.rootless = os.geteuid() != 0  # decided now: in its user namespace we are uid 0
         self.cgroup = None  # a cgroups.Cgroup, with its limits
+        self.image = None  # the stored image (udocker.image.lookup.Image), for an image
+        self.lease = None  # the store's lease on it, while the container runs (rmi spares it)
         self.layers = None  # an image's unpacked layers, lowest first (None: IMAGE is a directory)
         self.process = None  # a process.Process: argv, env, working directory, user
         self.terminal = None  # a terminal.Terminal, with -t
@@ -60,6 +62,8 @@ def run(args):
     # forward until the container runs, so that none can end us half-way; one that
     # comes meanwhile is waiting for us (abort_if_signalled, wait_for).
     signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
+    if container.image:  # `udocker rmi` refuses to remove an image a container runs
+        container.lease = hold_image(container)
     container.cgroup = cgroups.create(
         f"udocker-{container.id}",
         memory=args.memory,
@@ -77,6 +81,8 @@ def run(args):
         return status
     finally:
         container.cgroup.remove()
+        if container.lease:
+            container.lease.release()
 
 
 def start(container):
@@ -310,10 +316,17 @@ def prepare_image(container, args):
     from udocker.image.lookup import resolve
     from udocker.image.store import default_root
 
-    image = resolve(args.image)
+    container.image = image = resolve(args.image)
     container.layers = image.layer_dirs
     container.rootfs = os.path.join(default_root(), "mnt", "rootfs")
     container.process = process.from_image(image.config, args)
+
+
+def hold_image(container):
+    """A lease on the container's image in the store, released when it has run (or when we die)."""
+    from udocker.image.store import Store
+
+    return Store().hold(container.image.reference, container.image.digest, container.id)
 
 
 def mount_overlay(layers, rootfs, rootless):

@@ -5,18 +5,19 @@ handled by the caller). An image that is not stored yet is pulled first, with
 the pull's progress on stderr: stdout stays the container's.
 """
 import json
-from dataclasses import dataclass, field
 
 from udocker.image.reference import parse_reference
 from udocker.image.store import Store
 
 
-@dataclass
 class Image:
-    reference: str  # docker.io/library/busybox:latest
-    digest: str
-    layer_dirs: list  # unpacked layers, lowest first: overlayfs's lowerdir lists them the other way round
-    config: dict = field(default_factory=dict)  # Env, WorkingDir, Entrypoint, Cmd, User (any may be missing)
+    """What `run` needs of a stored image (a plain class: dataclasses is slow to import)."""
+
+    def __init__(self, reference, digest, layer_dirs, config=None):
+        self.reference = reference  # docker.io/library/busybox:latest
+        self.digest = digest
+        self.layer_dirs = layer_dirs  # unpacked layers, lowest first: overlayfs's lowerdir lists them the other way round
+        self.config = config or {}  # Env, WorkingDir, Entrypoint, Cmd, User (any may be missing)
 
 
 def resolve(reference, store=None):
@@ -26,9 +27,9 @@ def resolve(reference, store=None):
     record = store.load_image(reference)
     if record is None:
         from udocker.image.progress import Progress
-        from udocker.image.pull import pull  # loads requests: only when there is something to pull
+        from udocker.image.pull import pull_image  # the pull path loads only when there is something to pull
 
-        record = pull(reference, store, Progress())
+        record = pull_image(reference, store, Progress())
     config = json.loads(store.read_blob(record["config"]))
     return Image(
         reference=str(reference),

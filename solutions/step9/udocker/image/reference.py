@@ -8,16 +8,12 @@
 
 The grammar is the one of github.com/distribution/reference (regexp.go).
 """
-import os
 import re
-from dataclasses import dataclass
 
 from udocker.errors import UdockerError
 
 DEFAULT_REGISTRY = "docker.io"
 DEFAULT_TAG = "latest"
-# docker.io is a name, not a server: its API lives on another host.
-DOCKER_HUB_API = "registry-1.docker.io"
 
 # One path component: lowercase letters and digits, separated by '.', '_', '__' or dashes.
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -31,29 +27,39 @@ _TAG = re.compile(r"[\w][\w.-]{0,127}")
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
+def _short(text, limit=64):
+    """TEXT quoted, cut to LIMIT characters: a 300-character name is not worth printing in full."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
 class InvalidReference(UdockerError):
     def __init__(self, text, why):
-        super().__init__(f"invalid reference format: {text!r}: {why}; "
+        super().__init__(f"invalid reference format: {_short(text)}: {why}; "
                          "expected [HOST[:PORT]/]NAME[:TAG][@sha256:DIGEST]")
 
 
-@dataclass(frozen=True)
 class Reference:
-    registry: str  # as the user names it: docker.io, 127.0.0.1:5000, ghcr.io
-    repository: str  # library/busybox
-    tag: str | None  # None when pulling by digest only
-    digest: str | None  # sha256:<hex> or None
+    """A parsed reference: a plain class, since dataclasses costs more to import than a warm pull may."""
+
+    def __init__(self, registry, repository, tag, digest):
+        self.registry = registry  # as the user names it: docker.io, 127.0.0.1:5000, ghcr.io
+        self.repository = repository  # library/busybox
+        self.tag = tag  # None when pulling by digest only
+        self.digest = digest  # sha256:<hex> or None
+
+    def __eq__(self, other):
+        return isinstance(other, Reference) and str(self) == str(other)
+
+    def __hash__(self):
+        return hash(str(self))
+
+    def __repr__(self):
+        return f"Reference({str(self)!r})"
 
     @property
-    def api_host(self):
-        """host[:port] that serves the registry API for this reference.
-
-        $UDOCKER_REGISTRY_MIRROR (host:port) replaces Docker Hub, like dockerd's
-        registry-mirrors: a classroom's own registry, safe from Docker Hub's rate limit.
-        """
-        if self.registry != DEFAULT_REGISTRY:
-            return self.registry
-        return os.environ.get("UDOCKER_REGISTRY_MIRROR") or DOCKER_HUB_API
+    def on_docker_hub(self):
+        """docker.io is a name, not a server: mirrors.py says which hosts answer for it."""
+        return self.registry == DEFAULT_REGISTRY
 
     @property
     def name(self):
@@ -109,13 +115,16 @@ def parse_reference(text):
     if at and not _DIGEST.fullmatch(digest):
         raise InvalidReference(text, "a digest is sha256: and 64 lowercase hex digits")
     if tag is not None and not _TAG.fullmatch(tag):
-        raise InvalidReference(text, f"bad tag {tag!r}")
+        raise InvalidReference(text, f"bad tag {_short(tag)}")
     if not _DOMAIN.fullmatch(registry):
-        raise InvalidReference(text, f"bad registry host {registry!r}")
+        raise InvalidReference(text, f"bad registry host {_short(registry)}")
+    port = registry.rpartition(":")[2] if ":" in registry else None
+    if port is not None and not 0 < int(port) < 65536:
+        raise InvalidReference(text, f"port {port} of {_short(registry)} is not a TCP port (1 to 65535)")
     if repository != repository.lower():
         raise InvalidReference(text, "repository names must be lowercase")
     if not _REPOSITORY.fullmatch(repository) or len(repository) > 255:
-        raise InvalidReference(text, f"bad repository name {repository!r}")
+        raise InvalidReference(text, f"bad repository name {_short(repository)}")
     if tag is None and not at:
         tag = DEFAULT_TAG
     return Reference(registry, repository, tag, digest or None)

@@ -5,15 +5,26 @@
       layers/sha256/<hex>/root/         an unpacked layer, by diff_id (shared between images)
       layers/sha256/<hex>/layer.json    its digest and unpacked size
       images/<reference>.json           what a reference resolved to, by reference
+      leases/<container id>.json        what a running container uses (step 8)
+      lock                              pulls and runs share it; rmi takes it alone
       tmp/<pid>.<random>/               work in progress
 
 Everything is written under tmp/ first and renamed into place once complete
 and verified; a rename is atomic. So an interrupted pull (Ctrl-C, kill -9, a
-dropped connection) leaves nothing that looks complete, and the next pull
-redoes exactly what is missing. Stale tmp/ entries of dead processes are
-removed by the next pull.
+dropped connection, a full disk) leaves nothing that looks complete, and the
+next pull redoes exactly what is missing. Stale tmp/ entries of dead
+processes are removed by the next pull.
+
+A running container holds a lease: a file naming its image and layers, locked
+with flock(2) by the runtime for as long as it runs. `udocker rmi` never
+removes what a locked lease names. The kernel drops the lock when the runtime
+dies, kill -9 included, so a stale lease never blocks anything: the next rmi
+removes it.
 """
+import atexit
 import contextlib
+import errno
+import fcntl
 import json
 import os
 import shutil
@@ -23,6 +34,9 @@ from urllib.parse import quote, unquote
 
 from udocker.errors import UdockerError
 from udocker.image.digest import verify_bytes
+from udocker.image.progress import human
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 def default_root():
@@ -115,11 +129,17 @@ class Store:
     def write_blob(self, digest, data):
         verify_bytes(data, digest, f"blob {digest}")
         temp = self.temp_dir()
-        with open(os.path.join(temp, "blob"), "wb") as f:
-            f.write(data)
-        os.makedirs(os.path.dirname(self.blob_path(digest)), exist_ok=True)
-        os.replace(os.path.join(temp, "blob"), self.blob_path(digest))
-        os.rmdir(temp)
+        try:
+            with open(os.path.join(temp, "blob"), "wb") as f:
+                f.write(data)
+            os.makedirs(os.path.dirname(self.blob_path(digest)), exist_ok=True)
+            os.replace(os.path.join(temp, "blob"), self.blob_path(digest))
+        except OSError as error:
+            if error.errno in NO_SPACE:
+                raise self.disk_full(f"blob {_hex(digest)[:12]}", len(data)) from None
+            raise
+        finally:
+            remove_tree(temp)
 
     # --- layers, by diff_id -----------------------------------------------------
 
@@ -138,23 +158,34 @@ class Store:
             return json.load(f)
 
     @contextlib.contextmanager
-    def new_layer(self, diff_id, digest):
+    def new_layer(self, diff_id, digest, size=None):
         """Yield an empty directory to unpack into; installed as the layer only if the block succeeds.
 
-        The block sets info["size"] (the unpacked size).
+        The block sets info["size"] (the unpacked size). SIZE, the layer's size
+        as downloaded, is what a full disk's message names.
         """
         temp = self.temp_dir()
         root = os.path.join(temp, "root")
-        os.mkdir(root, 0o755)
         info = {"diff_id": diff_id, "digest": digest, "size": 0}
         try:
+            os.mkdir(root, 0o755)
             yield root, info
             with open(os.path.join(temp, "layer.json"), "w") as f:
                 json.dump(info, f)
             self._install(temp, self.layer_path(diff_id))
-        except BaseException:  # KeyboardInterrupt too: nothing partial stays behind
+        except BaseException as error:  # KeyboardInterrupt too: nothing partial stays behind
             remove_tree(temp)
+            if isinstance(error, OSError) and error.errno in NO_SPACE:
+                raise self.disk_full(f"layer {_hex(digest)[:12]}", size) from None
             raise
+
+    def disk_full(self, what, size=None):
+        """The error of a full disk: where, what was being written, how big it is, what to do."""
+        needed = f" ({human(size)} to download, more once unpacked)" if size else ""
+        return UdockerError(
+            f"no space left on the disk of {self.root} while storing {what}{needed}; "
+            "nothing of it was kept: free some space there (udocker rmi the images you no "
+            "longer need) or set UDOCKER_ROOT to a directory on a larger disk")
 
     # --- image records, by reference ------------------------------------------
 
@@ -199,29 +230,123 @@ class Store:
         return records
 
     def remove_image(self, reference):
+        """Remove REFERENCE's record (untag it); its blobs and layers go with collect_garbage."""
         try:
             os.unlink(self.record_path(reference))
         except FileNotFoundError:
             raise UdockerError(f"no such image: {reference}; see 'udocker images'") from None
 
     def collect_garbage(self):
-        """Remove the blobs and layers no image record refers to; return how many went."""
-        blobs, layers = set(), set()
-        for record in self.images():
-            blobs.update(record.get("blobs", [record["manifest"], record["config"]]))
-            layers.update(layer["diff_id"] for layer in record["layers"])
-        removed = 0
-        for kind, keep, remove in (("blobs", blobs, os.unlink), ("layers", layers, remove_tree)):
-            directory = self.path(kind, "sha256")
+        """Remove the blobs and layers no image record and no running container uses; return how many went."""
+        with self.locked(fcntl.LOCK_EX):  # no pull or start in between
+            blobs, layers = set(), set()
+            for record in self.images() + self.leases():
+                blobs.update(record.get("blobs", [record["manifest"], record["config"]]))
+                layers.update(layer["diff_id"] for layer in record["layers"])
+            removed = 0
+            for kind, keep, remove in (("blobs", blobs, os.unlink), ("layers", layers, remove_tree)):
+                directory = self.path(kind, "sha256")
+                try:
+                    entries = os.listdir(directory)
+                except FileNotFoundError:
+                    continue
+                for entry in entries:
+                    if f"sha256:{entry}" not in keep:
+                        remove(os.path.join(directory, entry))
+                        removed += 1
+            return removed
+
+    # --- the store's lock ---------------------------------------------------------
+
+    @contextlib.contextmanager
+    def locked(self, mode=fcntl.LOCK_SH):
+        """Hold the store's lock: shared by pulls and starting containers, exclusive for rmi's clean-up.
+
+        So rmi never removes a layer that a pull has just unpacked but not yet
+        recorded, nor one that a container is about to lease.
+        """
+        os.makedirs(self.root, exist_ok=True)
+        fd = os.open(self.path("lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, mode)
+            yield
+        finally:
+            os.close(fd)  # closing drops the lock
+
+    # --- leases: what running containers use ------------------------------------
+
+    def hold(self, reference, digest, container_id):
+        """Lease the image REFERENCE (as it resolved to DIGEST) for the running container CONTAINER_ID.
+
+        Returns a Lease; it is released when this process exits (or by the kernel
+        if it is killed). Raises UdockerError when the image was removed or
+        changed since it was looked up.
+        """
+        with self.locked():
+            record = self.load_image(reference)
+            if record is None or record["digest"] != digest:
+                raise UdockerError(f"the image {reference} was removed or pulled again while the "
+                                   "container was starting; run it again")
+            lease = {"container": container_id, "reference": record["reference"], "digest": digest,
+                     "manifest": record["manifest"], "config": record["config"],
+                     "layers": record["layers"], "blobs": record.get("blobs", [])}
+            temp = self.temp_dir()
+            path = os.path.join(temp, "lease.json")
+            # Locked before it is visible under leases/: a lease there without a lock is stale.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.write(fd, json.dumps(lease).encode())
+            os.makedirs(self.path("leases"), mode=0o700, exist_ok=True)
+            final = self.path("leases", f"{container_id}.json")
+            os.rename(path, final)
+            os.rmdir(temp)
+        return Lease(final, fd)
+
+    def leases(self):
+        """The leases of the containers that run now; stale ones (their runtime died) are removed."""
+        try:
+            names = sorted(os.listdir(self.path("leases")))
+        except FileNotFoundError:
+            return []
+        found = []
+        for name in names:
+            path = self.path("leases", name)
             try:
-                entries = os.listdir(directory)
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             except FileNotFoundError:
-                continue
-            for entry in entries:
-                if f"sha256:{entry}" not in keep:
-                    remove(os.path.join(directory, entry))
-                    removed += 1
-        return removed
+                continue  # released meanwhile
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:  # its runtime holds the lock: the container runs
+                    with os.fdopen(os.dup(fd)) as f:
+                        found.append(json.load(f))
+                else:  # nobody holds it: its runtime is gone
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+            finally:
+                os.close(fd)
+        return found
+
+    def users(self, record):
+        """The leases of running containers that use RECORD's image (the same config: docker's image id)."""
+        return [lease for lease in self.leases() if lease["config"] == record["config"]]
+
+
+class Lease:
+    """A running container's claim on its image: a locked file under leases/, until release()."""
+
+    def __init__(self, path, fd):
+        self.path, self.fd = path, fd
+        atexit.register(self.release)  # when the runtime exits; the kernel drops the lock if it is killed
+
+    def release(self):
+        if self.fd is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        os.close(self.fd)  # drops the lock
+        self.fd = None
 
 
 def new_record(reference, digest, manifest_digest, config_digest, layers, blobs):

@@ -1,12 +1,15 @@
-"""`udocker pull IMAGE`, `udocker images`, `udocker rmi IMAGE...`.
+"""`udocker pull IMAGE`, `udocker images`, `udocker rmi [-f] IMAGE...`.
 
 Each command returns its exit status: 0, or 125 with one line
 `udocker: <problem>` on stderr. A Ctrl-C ends a pull with 130 and leaves
-nothing half-stored.
+nothing half-stored. As docker's, rmi exits 1 when it refuses to remove an
+image that a running container uses.
 """
 import sys
 
 from udocker.errors import EXIT_RUNTIME_ERROR, UdockerError
+
+EXIT_CONFLICT = 1  # docker rmi's status when an image is in use
 
 # The commands import what they use when they run: `udocker run DIRECTORY` builds
 # this parser too, and should not pay for the image modules.
@@ -24,7 +27,11 @@ def add_arguments(subparsers):
                                    description="List the stored images: reference, digest, size.")
     images.set_defaults(handler=images_command)
     rmi = subparsers.add_parser("rmi", help="remove images",
-                                description="Remove IMAGEs, and the layers no other image uses.")
+                                description="Remove IMAGEs, and the layers no other image and no "
+                                            "running container uses.")
+    rmi.add_argument("-f", "--force", action="store_true",
+                     help="untag an image even if a running container uses it (its layers stay "
+                          "until the container ends)")
     rmi.add_argument("image", metavar="IMAGE", nargs="+")
     rmi.set_defaults(handler=rmi_command)
 
@@ -55,7 +62,7 @@ def pull_command(args):
 
         reference = parse_reference(args.image)
         from udocker.image.progress import Progress
-        from udocker.image.pull import pull as pull_image  # loads requests: the pull path only
+        from udocker.image.pull import pull_image
 
         pull_image(reference, Store(), Progress())
         return 0
@@ -92,6 +99,8 @@ def rmi_command(args):
         for name in names:
             try:
                 reference = parse_reference(name)
+                if not getattr(args, "force", False):
+                    refuse_if_in_use(store, reference, name)
                 store.remove_image(reference)
                 print(f"Untagged: {reference.familiar()}")
             except UdockerError as error:
@@ -103,3 +112,19 @@ def rmi_command(args):
         return status
 
     return _reported(rmi)
+
+
+def refuse_if_in_use(store, reference, name):
+    """Docker's rule: the last reference to an image that a running container uses needs -f."""
+    record = store.load_image(reference)
+    if record is None:
+        return  # remove_image says it is not there
+    others = [r for r in store.images() if r["config"] == record["config"] and r["reference"] != record["reference"]]
+    users = store.users(record)
+    if users and not others:
+        image_id = record["config"].split(":", 1)[1][:12]
+        raise UdockerError(
+            f'conflict: unable to remove repository reference "{name}" (must force) - container '
+            f"{users[0]['container']} is using its referenced image {image_id}; stop the container "
+            "first, or untag the image with rmi -f (its layers stay until the container ends)",
+            EXIT_CONFLICT)

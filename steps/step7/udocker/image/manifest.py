@@ -24,11 +24,15 @@ MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
 
 
 def accept_header():
-    """The Accept header of manifest requests: every format udocker can read."""
-    # TODO(step 7): List the manifest formats udocker reads. Without them the registry
-    #   answers 404 ("OCI manifest found, but accept header does not support OCI
-    #   manifests") or tries to convert to the old schema 1.
-    return "*/*"
+    """The Accept header of manifest requests: every format udocker can read.
+
+    A registry answers with the first of its formats that the client accepts.
+    Without the OCI types, Debian's registry 2.8 answers 404 ("OCI manifest
+    found, but accept header does not support OCI manifests"); without Docker's
+    schema 2, it converts a Docker image to the obsolete, signed schema 1, whose
+    bytes then differ from the digest it announces.
+    """
+    return ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
 
 # uname -m -> (GOARCH, variant): the names registries use for platforms.
 _ARCHITECTURES = {
@@ -82,6 +86,22 @@ def media_type(content_type, document):
 
 def choose_platform(index, platform, what):
     """The descriptor, in INDEX's manifests, of the image for PLATFORM; UdockerError if none."""
-    # TODO(step 7): Pick the manifest for linux + this architecture (+ variant where the
-    #   index says one: arm64's v8 is the default).
-    raise NotImplementedError("step 7: choose the manifest for this platform")
+    def matches(candidate):
+        if candidate.get("os") != platform["os"]:
+            return False
+        if candidate.get("architecture") != platform["architecture"]:
+            return False
+        wanted = platform.get("variant")
+        offered = candidate.get("variant")
+        if platform["architecture"] == "arm64":  # v8 is the only arm64 there is, named or not
+            return offered in (None, "", "v8")
+        return wanted is None or offered in (None, "", wanted)
+
+    for descriptor in index.get("manifests") or []:
+        if matches(descriptor.get("platform") or {}):
+            return descriptor
+    offered = sorted({platform_name(d.get("platform") or {}) for d in index.get("manifests") or []})
+    raise UdockerError(
+        f"{what} has no image for {platform_name(platform)} "
+        f"(it offers: {', '.join(offered) or 'nothing'})"
+    )

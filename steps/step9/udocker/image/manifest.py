@@ -24,7 +24,14 @@ MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
 
 
 def accept_header():
-    """The Accept header of manifest requests: every format udocker can read."""
+    """The Accept header of manifest requests: every format udocker can read.
+
+    A registry answers with the first of its formats that the client accepts.
+    Without the OCI types, Debian's registry 2.8 answers 404 ("OCI manifest
+    found, but accept header does not support OCI manifests"); without Docker's
+    schema 2, it converts a Docker image to the obsolete, signed schema 1, whose
+    bytes then differ from the digest it announces.
+    """
     return ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
 
 # uname -m -> (GOARCH, variant): the names registries use for platforms.
