@@ -269,3 +269,34 @@ def test_a_cgroup_whose_limit_is_refused_is_removed(udocker, tmp_path):
     result.check(report.get("error", "").startswith("UdockerError") and "pids.max" in report.get("error", ""),
                  "UdockerError naming pids.max", report.get("error", "no error"))
     result.check(report["left"] == ["udocker"], "no cgroup left but the shared udocker/", repr(report["left"]))
+
+
+def test_a_runtime_killed_with_sigkill_leaves_an_empty_cgroup_and_nothing_misleading(udocker, rootfs):
+    """kill -9 of udocker: the container runs on in its cgroup (nobody waits for it: what a shim is
+    for); once it ends, its cgroup stays, empty (`workshop clean` removes it), and the next run is
+    as any other."""
+    tag, ready = token("tag"), token("ready")
+    with udocker.popen("run", "-m", "64m", rootfs, "sh", "-c", f"echo {ready}; while :; do sleep 1; done; : {tag}") as c:
+        c.wait_for(ready)
+        pid, dirs = _cgroups_of(c, tag)
+        c.signal(signal.SIGKILL)
+        c.finish(timeout=5).expect_exit(-signal.SIGKILL)
+        alive = testing.read(f"/proc/{pid}/stat") is not None
+        c.kill_process(pid, signal.SIGKILL)  # the host ends the orphaned container
+    result = c.result()
+    result.check(alive, f"the container (pid {pid}) still running after its runtime was killed", "it was gone")
+    deadline = time.monotonic() + 5
+    while testing.read(f"/proc/{pid}/stat") is not None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    left = sorted({d for d in dirs.values() if d.name.startswith("udocker-") and d.exists()})
+    try:
+        result.check(bool(left) and all(not (testing.read(d / "cgroup.procs") or "").split() for d in left),
+                     "the killed runtime's cgroup left behind, empty", f"{[str(d) for d in left]}")
+        again = udocker.run("run", "-m", "64m", rootfs, "echo", "fine").expect_exit(0)
+        again.expect_stdout("fine\n").expect_stderr("")
+    finally:
+        for d in sorted(left, key=lambda p: len(str(p)), reverse=True):
+            try:
+                os.rmdir(d)  # what `workshop clean` does with an empty udocker-* cgroup
+            except OSError:
+                pass
