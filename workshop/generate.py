@@ -28,7 +28,9 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from workshop import paths
+
+REPO = paths.root()  # WORKSHOP_HOME, else the checkout this package is in
 REFERENCE = REPO / "reference"
 KINDS = ("solutions", "steps")
 

@@ -1,0 +1,118 @@
+"""What a failed check shows of an output: a few lines, and nothing of the host's other processes.
+
+A runtime that runs `ps` against the host's /proc prints every process of the
+machine, with its command line (and `cat /proc/*/environ` their environments):
+a failure message must not copy that into a learner's terminal or a CI log.
+:func:`shown` keeps the first lines of a text and hides each line that holds
+the command line or an environment entry of a process that is not the tests'
+own (the test session's processes carry WORKSHOP_TEST_SESSION; the test's own
+ancestors and descendants count as its own too).
+"""
+
+from __future__ import annotations
+
+import os
+
+MAX_LINES = 6
+MAX_CHARS = 800
+HIDDEN = "(a line about another process of this machine: not shown)"
+_SESSION = b"WORKSHOP_TEST_SESSION="
+_SHORTEST_SECRET = 10  # shorter command lines ("bash", "sleep 9") say nothing about anyone
+
+
+def bounded(text: str, max_lines: int = MAX_LINES, tail: bool = False) -> tuple[str, int]:
+    """(MAX_LINES lines of TEXT, how many more lines there were): its first lines, or with TAIL
+    its last ones (a traceback ends with what went wrong).
+
+    A text without newlines that holds escaped ones (a repr()) is cut at those.
+    """
+    sep = "\n" if "\n" in text else "\\n"
+    parts = text.split(sep)
+    ends_with_sep = parts[-1] in ("", "'", '"')
+    lines = len(parts) - (1 if ends_with_sep else 0)
+    more = 0
+    if lines > max_lines:
+        more = lines - max_lines
+        if tail:
+            text = sep.join(parts[more:])
+        else:
+            text = sep.join(parts[:max_lines]) + sep
+    if len(text) > MAX_CHARS:
+        more = max(more, 1)
+        text = text[-MAX_CHARS:] if tail else text[:MAX_CHARS]
+    return text, more
+
+
+def shown(text: str | None, max_lines: int = MAX_LINES) -> str | None:
+    """TEXT as a failure shows it: bounded, with "... N more lines", other processes hidden."""
+    if text is None:
+        return None
+    text, more = bounded(str(text), max_lines)
+    text = redact(text)
+    return f"{text} ... {more} more lines" if more else text
+
+
+def redact(text: str) -> str:
+    """TEXT with each line that names another process of the host (its command line or
+    an entry of its environment) replaced by a note."""
+    if not text:
+        return text
+    secrets = _foreign_secrets()
+    if not secrets:
+        return text
+    sep = "\n" if "\n" in text else "\\n"
+    return sep.join(HIDDEN if any(s in line for s in secrets) else line for line in text.split(sep))
+
+
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def _ppid(pid: int) -> int | None:
+    stat = _read(f"/proc/{pid}/stat")
+    try:
+        return int(stat.rsplit(b")", 1)[1].split()[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def _foreign_secrets() -> set[str]:
+    """Command lines (their first 40 characters) and environment entries of the host's
+    processes that are neither this process's family nor a test session's."""
+    pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    parents = {pid: _ppid(pid) for pid in pids}
+    family = set()
+    pid = os.getpid()
+    while pid and pid not in family:  # this process and its ancestors (the learner's shell...)
+        family.add(pid)
+        pid = parents.get(pid) or 0
+    mine = {os.getpid()}
+    changed = True
+    while changed:  # and its descendants (the runtimes it started, their containers)
+        changed = False
+        for child, parent in parents.items():
+            if parent in mine and child not in mine:
+                mine.add(child)
+                changed = True
+    family |= mine
+    own_env = {f"{k}={v}" for k, v in os.environ.items()}
+    secrets: set[str] = set()
+    for pid in pids:
+        if pid in family:
+            continue
+        environ = _read(f"/proc/{pid}/environ")
+        if _SESSION in environ:
+            continue
+        argv = [a.decode(errors="replace") for a in _read(f"/proc/{pid}/cmdline").split(b"\0") if a]
+        line = " ".join(argv)[:40]
+        if len(line) >= _SHORTEST_SECRET:
+            secrets.add(line)
+        for entry in environ.split(b"\0"):
+            text = entry.decode(errors="replace")
+            if "=" in text and len(text) >= _SHORTEST_SECRET and text not in own_env:
+                secrets.add(text)
+    return secrets
