@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -41,6 +42,7 @@ from workshop.harness import leaks
 pytest_plugins = ["imagesupport"]  # tests/ is on the path (pyproject.toml's pythonpath)
 
 ROOT = Path(__file__).resolve().parent
+os.environ.setdefault("WORKSHOP_HOME", str(ROOT))  # steps.toml and the step folders are this repository's
 LEAK_GRACE = 1.0  # seconds a test's processes get to disappear after it
 #: seconds a step test may take (setting up, then running) before it is stopped; thrice that
 #: for the checks that talk to Docker Hub
@@ -217,46 +219,36 @@ class _Hung(BaseException):
     """Raised in a step test that outlived its deadline (a BaseException: no `except Exception` eats it)."""
 
 
-def _deadline(item) -> float:
-    return DEADLINE * (3 if item.get_closest_marker("network") else 1)
-
-
-def _with_deadline(item):
+@contextlib.contextmanager
+def _deadline(item):
     """Run a phase of a step test with an alarm at its deadline: a hang becomes a failure."""
     if paths.suite_step(item.path) is None:
-        return None
-    seconds = _deadline(item)
+        yield
+        return
+    seconds = DEADLINE * (3 if item.get_closest_marker("network") else 1)
 
     def alarm(signum, frame):
         raise _Hung(seconds)
 
     previous = signal.signal(signal.SIGALRM, alarm)
     signal.setitimer(signal.ITIMER_REAL, seconds)
-    return previous
-
-
-def _stop_deadline(previous) -> None:
-    if previous is not None:
+    try:
+        yield
+    finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_setup(item):
-    previous = _with_deadline(item)
-    try:
+    with _deadline(item):
         yield
-    finally:
-        _stop_deadline(previous)
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item):
-    previous = _with_deadline(item)
-    try:
+    with _deadline(item):
         yield
-    finally:
-        _stop_deadline(previous)
 
 
 # --------------------------------------------------------------------------- what a failure shows

@@ -4,8 +4,8 @@ A runtime whose containers never start fails every check of a step, each with
 its own hint, all beside the point. The [[diagnosis]] entries of
 workshop/steps.toml name such symptoms (`[Errno 16] Device or resource busy`
 from pivot_root, a raw wait status as exit code, ...); :func:`diagnose` marks
-the failing checks that show one, when at least :data:`AT_LEAST` of them and
-half of all failing checks do. `workshop check` then shows that diagnosis
+the failing checks that show one, when at least half of all failing checks
+do, and at least :data:`AT_LEAST` of them (or all). `workshop check` then shows that diagnosis
 first, and its own hint for every other failing check.
 """
 
@@ -40,11 +40,15 @@ def matches(diagnosis: meta.Diagnosis, check: dict) -> bool:
 def diagnose(checks: list[dict], diagnoses: list[meta.Diagnosis] | None = None) -> list[meta.Diagnosis]:
     """Set check["diagnosis"] to the name of the diagnosis that explains it, for the failing
     checks a diagnosis explains when it explains most of them. Returns the diagnoses used."""
-    failing = [c for c in checks if not c["ok"] and c.get("kind") in ("check", "hung", None)]
+    for c in checks:
+        c.setdefault("diagnosis", None)
+    failing = [c for c in checks if not c["ok"]]
+    candidates = [c for c in failing if c.get("kind") in ("check", "hung", None)]  # a leak is not a symptom
     used = []
     for diagnosis in meta.diagnoses() if diagnoses is None else diagnoses:
-        explained = [c for c in failing if c.get("diagnosis") is None and matches(diagnosis, c)]
-        if len(explained) >= AT_LEAST and 2 * len(explained) >= len(failing):
+        explained = [c for c in candidates if c["diagnosis"] is None and matches(diagnosis, c)]
+        if explained and (len(explained) >= AT_LEAST or len(explained) == len(failing)) \
+                and 2 * len(explained) >= len(failing):
             for c in explained:
                 c["diagnosis"] = diagnosis.name
             used.append(diagnosis)

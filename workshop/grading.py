@@ -290,8 +290,23 @@ def _read_report(result: Result, report: str) -> None:
 
 
 def to_json(result: Result) -> dict:
-    """`workshop check --json`: the summary, every check (as check_of), the diagnoses shown,
-    the network checks left out (offline)."""
+    """`workshop check --json`.
+
+    {"step", "impl", "command", "ok", "error", "pytest_exit_status", "passed", "total",
+     "missing_suites", "steps": {"N": {"passed", "total", "status"}},
+     "checks": [{"step", "name", "label", "nodeid", "title", "outcome", "ok", "command",
+                 "expected", "got", "output", "hint", "read", "message", "duration",
+                 "run", "problem", "kind", "simulated", "diagnosis"}],
+     "diagnoses": [{"name", "step", "symptom", "fix", "checks": [label, ...]}],
+     "offline": null | {"reason", "checks": [nodeid, ...]}}
+
+    The keys of the first releases keep their meaning ("output": the runtime's exit
+    code, stdout and stderr as text). New: a check's "run" (the same output as an object:
+    exit_code, stdout, stderr, timed_out, stdout_more, stderr_more), "problem" (a failure
+    said in words), "kind" (check, left-behind, hung, collection), "simulated" (the reason,
+    for a check graded against a simulation), "diagnosis" (the name of the diagnosis that
+    explains it); "diagnoses" (shown first) and "offline" (the network checks left out).
+    """
     from .diagnosis import found
 
     steps = {}

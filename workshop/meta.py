@@ -39,6 +39,10 @@ class Diagnosis:
     symptom: str
     fix: str
     match: dict
+    read: str = ""  # where the guide explains it, when not in step STEP's "When it goes wrong"
+
+    def where(self) -> str:
+        return self.read or f"step {self.step}'s \"When it goes wrong\" (workshop show {self.step})"
 
 
 def file() -> Path:
@@ -67,7 +71,7 @@ def _load(path: str) -> dict:
             "hints": list(entry.get("hints", [])),
             "checks": checks,
         }
-    diagnoses = [Diagnosis(d["name"], int(d["step"]), d["symptom"], d["fix"], dict(d["match"]))
+    diagnoses = [Diagnosis(d["name"], int(d["step"]), d["symptom"], d["fix"], dict(d["match"]), d.get("read", ""))
                  for d in data.get("diagnosis", [])]
     kinds = {name: value.get("hint", "") for name, value in (data.get("failure") or {}).items()}
     return {"steps": dict(sorted(steps.items())), "diagnoses": diagnoses, "kinds": kinds}

@@ -16,3 +16,8 @@ def test_a_leak_has_the_leak_hint_whatever_the_check():
     left = meta.hint_for(4, "test_command_is_pid_1", "left-behind")
     assert "workshop clean" in left and left != meta.check_hint(4, "test_command_is_pid_1")
     assert meta.hint_for(4, "test_command_is_pid_1") == meta.check_hint(4, "test_command_is_pid_1")
+
+
+def test_failure_kinds_have_hints():
+    for kind in ("left-behind", "hung"):
+        assert meta.hint_for(0, "test_x", kind), f"[failure.{kind}] needs a hint in steps.toml"

@@ -254,6 +254,109 @@ def test_check_only_and_keyword(mini):
     assert [c["name"] for c in json.loads(r.stdout)["checks"]] == ["test_exit_status_is_the_commands"]
 
 
+def test_check_with_a_keyword_that_matches_nothing_says_so(mini):
+    r = workshop("check", "1", "-k", "no_such_check")
+    assert r.returncode == 2, r.stdout
+    assert "no check of steps 0–1 matches -k 'no_such_check' (3 checks left out)" in " ".join(r.stdout.split())
+    assert "set-up" not in r.stdout and "not with your code" not in r.stdout
+    assert not (mini / ".workshop" / "state.json").exists()
+
+
+def test_progress_and_hints_follow_the_last_full_check_only(mini):
+    workshop("check", "1")
+    assert state_of(mini)["steps"]["1"]["status"] == "failing"
+    shutil.copy(mini / "solutions" / "step1" / "udocker" / "__main__.py",
+                mini / "steps" / "step1" / "udocker" / "__main__.py")
+    workshop("check", "1", "-k", "exit_status")  # passes, but checks only some: no verdict
+    workshop("check", "1", "--only")
+    assert state_of(mini)["steps"]["1"]["status"] == "failing"
+    assert "test_exit_status_is_the_commands:" in workshop("hint", "1").stdout
+    workshop("check", "1")
+    steps = state_of(mini)["steps"]
+    assert steps["1"]["status"] == "passing" and steps["1"]["failing"] == []
+    # step 1's check ran step 0's checks: a learner who started at step 1 is not sent back to step 0
+    assert steps["0"]["status"] == "passing" and steps["0"]["through"] == 1
+    out = workshop().stdout
+    assert "Next: step 2" in out and re.search(r"0  The command line\s+✓ passing \(with step 1\)", out), out
+    assert "failed last time" not in workshop("hint", "1").stdout
+
+
+def test_check_names_are_never_broken_across_lines(mini):
+    r = workshop("check", "1", env={"COLUMNS": "60"})
+    lines = r.stdout.splitlines()
+    for name in ("test_stdout_and_stderr_are_the_commands", "test_exit_status_is_the_commands"):
+        assert any(name in line for line in lines), f"{name} is broken across lines:\n{r.stdout}"
+
+
+NETWORK_TEST = """
+import pytest
+
+@pytest.mark.network
+def test_pull_from_docker_hub(udocker):
+    udocker.run("pull", "busybox").expect_exit(0)
+"""
+
+
+def test_check_leaves_the_network_checks_out_when_docker_hub_does_not_answer(mini):
+    (mini / "tests" / "step1" / "test_hub.py").write_text(NETWORK_TEST)
+    shutil.copy(mini / "solutions" / "step1" / "udocker" / "__main__.py",
+                mini / "steps" / "step1" / "udocker" / "__main__.py")
+    r = workshop("check", "1", env={"WORKSHOP_DOCKER_HUB_PROBE": "127.0.0.1:9"})
+    assert r.returncode == 0, r.stdout
+    out = " ".join(r.stdout.split())
+    assert ("1 check that needs Docker Hub was not run (127.0.0.1:9 cannot be reached from this machine "
+            "([Errno 111] Connection refused)); where Docker Hub answers, `workshop check 1` runs it too.") in out
+    assert "-m 'not network'" not in out and "step 1: all 2 checks pass" in out
+    assert state_of(mini)["steps"]["1"]["status"] == "passing"
+    data = json.loads(workshop("check", "1", "--offline", "--json").stdout)
+    assert data["ok"] and data["offline"]["reason"] == "--offline was given"
+    assert data["offline"]["checks"] == ["tests/step1/test_hub.py::test_pull_from_docker_hub[steps/step1]"]
+
+
+SIMULATED_TEST = """
+import pytest
+
+@pytest.mark.simulated("cgroup v2: this machine has v1 or hybrid cgroups; the workshop VM runs it for real")
+def test_v2_driver_writes_the_limits(udocker):
+    udocker.run("run", "img", "true").expect_exit(0)
+"""
+
+
+def test_check_says_which_checks_ran_against_a_simulation(mini):
+    (mini / "tests" / "step1" / "test_simulated.py").write_text(SIMULATED_TEST)
+    r = workshop("check", "1", "--solution")
+    out = " ".join(r.stdout.split())
+    assert "test_v2_driver_writes_the_limits (simulated)" in out
+    assert ("1 check (marked simulated) ran against a simulation, not the real kernel: cgroup v2: this machine "
+            "has v1 or hybrid cgroups; the workshop VM runs it for real") in out
+    assert "The other 3 ran against the real kernel of this machine." in out
+    checks = json.loads(workshop("check", "1", "--solution", "--json").stdout)["checks"]
+    assert [c["name"] for c in checks if c["simulated"]] == ["test_v2_driver_writes_the_limits"]
+
+
+BUSY = """\
+import sys
+print("udocker: cannot set up the container: [Errno 16] Device or resource busy: '.'", file=sys.stderr)
+sys.exit(125)
+"""
+
+
+def test_check_shows_one_diagnosis_when_most_checks_fail_the_same_way(mini):
+    (mini / "steps" / "step1" / "udocker" / "__main__.py").write_text(BUSY)
+    r = workshop("check", "1")
+    out = r.stdout
+    assert r.returncode == 1
+    head = out.index("3 of 3 failing checks fail the same way: the container did not start: pivot_root(2) "
+                     "failed with EBUSY")
+    assert "bind-mount the rootfs onto itself" in out and "step 4's \"When it goes wrong\" (workshop show 4)" in out
+    # every explained check in one line, without its own hint
+    assert head < out.index("✗ step 1 · test_exit_status_is_the_commands: expected exit code 3, got 125")
+    assert meta.check_hint(1, "test_exit_status_is_the_commands") not in " ".join(out.split())
+    data = json.loads(workshop("check", "1", "--json").stdout)
+    assert [d["name"] for d in data["diagnoses"]] == ["pivot-root-busy"]
+    assert {c["diagnosis"] for c in data["checks"] if not c["ok"]} == {"pivot-root-busy"}
+
+
 def test_check_usage_errors(mini):
     r = workshop("check", "7")
     assert r.returncode == 2 and "steps/step7 does not exist" in r.stdout

@@ -5,8 +5,8 @@ machine, with its command line (and `cat /proc/*/environ` their environments):
 a failure message must not copy that into a learner's terminal or a CI log.
 :func:`shown` keeps the first lines of a text and hides each line that holds
 the command line or an environment entry of a process that is not the tests'
-own (the test session's processes carry WORKSHOP_TEST_SESSION; the test's own
-ancestors and descendants count as its own too).
+own (the test sessions' processes carry WORKSHOP_TEST_SESSION or
+WORKSHOP_CHECK_SESSION; what the test process started counts as its own too).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import os
 MAX_LINES = 6
 MAX_CHARS = 800
 HIDDEN = "(a line about another process of this machine: not shown)"
-_SESSION = b"WORKSHOP_TEST_SESSION="
+#: in the environment of the test sessions' processes (testing.SESSION_ENV, leaks.CHECK_SESSION_ENV)
+_SESSIONS = (b"WORKSHOP_TEST_SESSION=", b"WORKSHOP_CHECK_SESSION=")
 _SHORTEST_SECRET = 10  # shorter command lines ("bash", "sleep 9") say nothing about anyone
 
 
@@ -81,36 +82,32 @@ def _ppid(pid: int) -> int | None:
 
 
 def _foreign_secrets() -> set[str]:
-    """Command lines (their first 40 characters) and environment entries of the host's
-    processes that are neither this process's family nor a test session's."""
+    """Command lines (their first 40 characters, as ps shows them, NUL-separated as
+    /proc/PID/cmdline holds them, or escaped as repr() shows that) and environment entries
+    of the host's processes: all but this process, what it started, and the test sessions'."""
     pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
     parents = {pid: _ppid(pid) for pid in pids}
-    family = set()
-    pid = os.getpid()
-    while pid and pid not in family:  # this process and its ancestors (the learner's shell...)
-        family.add(pid)
-        pid = parents.get(pid) or 0
-    mine = {os.getpid()}
+    ours = {os.getpid()}
     changed = True
-    while changed:  # and its descendants (the runtimes it started, their containers)
+    while changed:  # this process's descendants: the runtimes it started, their containers
         changed = False
         for child, parent in parents.items():
-            if parent in mine and child not in mine:
-                mine.add(child)
+            if parent in ours and child not in ours:
+                ours.add(child)
                 changed = True
-    family |= mine
     own_env = {f"{k}={v}" for k, v in os.environ.items()}
     secrets: set[str] = set()
     for pid in pids:
-        if pid in family:
+        if pid in ours:
             continue
         environ = _read(f"/proc/{pid}/environ")
-        if _SESSION in environ:
+        if any(marker in environ for marker in _SESSIONS):
             continue
         argv = [a.decode(errors="replace") for a in _read(f"/proc/{pid}/cmdline").split(b"\0") if a]
-        line = " ".join(argv)[:40]
-        if len(line) >= _SHORTEST_SECRET:
-            secrets.add(line)
+        for sep in (" ", "\0", "\\x00"):
+            line = sep.join(argv)[:40]
+            if len(line) >= _SHORTEST_SECRET:
+                secrets.add(line)
         for entry in environ.split(b"\0"):
             text = entry.decode(errors="replace")
             if "=" in text and len(text) >= _SHORTEST_SECRET and text not in own_env:

@@ -66,7 +66,7 @@ def render(result: Result, only_step: bool = False, verbose: bool = False) -> No
     con.print(Text(f"$ {result.command}", style="dim"), soft_wrap=True)
     if result.offline:
         n = len(result.offline["checks"])
-        con.print(Text(f"{g['warn']} {n} check{'s' if n != 1 else ''} that need Docker Hub "
+        con.print(Text(f"{g['warn']} {n} check{'s that need' if n != 1 else ' that needs'} Docker Hub "
                        f"{'were' if n != 1 else 'was'} not run ({result.offline['reason']}); "
                        f"where Docker Hub answers, `workshop check {step}` runs "
                        f"{'them' if n != 1 else 'it'} too.", style="yellow"), soft_wrap=True)
@@ -129,37 +129,51 @@ def _table(con, result: Result) -> None:
     groups = result.by_step()
     current = groups.get(step, {"passed": 0, "total": 0, "tests": [], "failing": []})
     earlier = {s: e for s, e in groups.items() if s != step}
-    names = [c["label"] for c in result.checks]
+    name_width = max(map(len, map(_name_text, result.checks)), default=0)
+    titles = con.width - name_width - 6 >= 20  # else no titles: the names come first, they are copied into -k
     table = Table(show_header=False, box=None, pad_edge=False, padding=(0, 1))
     table.add_column("", no_wrap=True)
-    # names are copied into -k: never wrapped, the title column gives way
-    table.add_column("check", no_wrap=True, min_width=min(max(map(len, names), default=0) + 12, 90))
-    table.add_column("", overflow="fold", style="dim", ratio=1)
+    table.add_column("check", no_wrap=True, min_width=min(name_width, con.width - 4))
+    if titles:
+        table.add_column("", overflow="fold", style="dim", ratio=1)
 
     def check_row(c: dict) -> None:
         mark = Text(g["ok"], style="green") if c["ok"] else Text(g["fail"], style="bold red")
         name = Text(c["label"], style="" if c["ok"] else "bold")
-        if not c["ok"] and c["outcome"] not in ("failed", "xfailed"):
-            name.append(f"  ({_outcome_word(c['outcome'])})", style="yellow")
-        if c.get("simulated"):
-            name.append("  (simulated)", style="cyan")
-        table.add_row(mark, name, Text(c.get("title", "")))
+        outcome, simulated = _name_notes(c)
+        if outcome:
+            name.append(outcome, style="yellow")
+        if simulated:
+            name.append(simulated, style="cyan")
+        table.add_row(mark, name, *([Text(c.get("title", ""))] if titles else []))
 
-    table.add_row("", Text(f"Step {step}: {meta.title(step)}", style="bold underline"), "")
+    table.add_row("", Text(f"Step {step}: {meta.title(step)}", style="bold underline"), *([""] if titles else []))
     for c in sorted(current["tests"], key=lambda c: c["ok"]):
         check_row(c)
     for s, e in sorted(earlier.items(), reverse=True):
-        table.add_row("", "", "")
+        table.add_row("", "", *([""] if titles else []))
         label = Text(f"Step {s}: {meta.title(s)}", style="bold")
-        if e["passed"] == e["total"]:
-            table.add_row(Text(g["ok"], style="green"), label, _all_pass(e["total"]))
-        else:
-            table.add_row(Text(g["fail"], style="bold red"), label,
-                          f"{e['total'] - e['passed']} of {e['total']} checks fail")
+        summary = _all_pass(e["total"]) if e["passed"] == e["total"] else \
+            f"{e['total'] - e['passed']} of {e['total']} checks fail"
+        if not titles:
+            label.append(f": {summary}", style="dim")
+        mark = Text(g["ok"], style="green") if e["passed"] == e["total"] else Text(g["fail"], style="bold red")
+        table.add_row(mark, label, *([summary] if titles else []))
+        if e["passed"] != e["total"]:
             for c in e["failing"]:
                 check_row(c)
     con.print()
     con.print(table)
+
+
+def _name_notes(c: dict) -> tuple[str, str]:
+    """What the table adds to a check's name: how it ended (when not passed or failed), simulated."""
+    outcome = "" if c["ok"] or c["outcome"] in ("failed", "xfailed") else f"  ({_outcome_word(c['outcome'])})"
+    return outcome, "  (simulated)" if c.get("simulated") else ""
+
+
+def _name_text(c: dict) -> str:
+    return c["label"] + "".join(_name_notes(c))
 
 
 def _simulations(con, result: Result) -> None:
@@ -199,8 +213,7 @@ def _diagnosis(con, diagnosis: meta.Diagnosis, explained: list[dict], failing: i
     if example.get("run") and example["run"].get("stderr"):
         grid.add_row("  stderr:", Text(example["run"]["stderr"].strip(), style="red"))
     grid.add_row("  fix:", Text(diagnosis.fix, style="yellow"))
-    grid.add_row("  read:", Text(f"step {diagnosis.step}'s \"When it goes wrong\" (workshop show {diagnosis.step})",
-                                 style="magenta"))
+    grid.add_row("  read:", Text(diagnosis.where(), style="magenta"))
     con.print(grid)
     for c in explained[:MAX_DETAILS]:
         _short(con, c, impl, hint=False)
