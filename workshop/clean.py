@@ -29,6 +29,7 @@ from pathlib import Path
 
 from workshop.mountinfo import Mount, detach
 from workshop.mountinfo import read as read_mounts
+from workshop.procfs import alive, all_pids, cmdline, ppid_of
 
 
 @dataclass
@@ -71,10 +72,7 @@ class Cleaner:
 
     # ------------------------------------------------------------ processes
     def _all_pids(self) -> list[int]:
-        try:
-            pids = [int(d) for d in os.listdir(self.proc) if d.isdigit()]
-        except OSError:
-            return []
+        pids = all_pids(self.proc)
         if self.only_pids is not None:
             pids = [p for p in pids if p in self.only_pids]
         return pids
@@ -83,7 +81,7 @@ class Cleaner:
         """This process and its ancestors: never killed."""
         mine, pid = {os.getpid()}, os.getpid()
         for _ in range(64):
-            ppid = _ppid(self.proc, pid)
+            ppid = ppid_of(pid, self.proc)
             if not ppid or ppid in mine:
                 break
             mine.add(ppid)
@@ -107,8 +105,8 @@ class Cleaner:
         for pid in self._all_pids():
             if pid in protected:
                 continue
-            children.setdefault(_ppid(self.proc, pid) or 0, []).append(pid)
-            argv = _cmdline(self.proc, pid)
+            children.setdefault(ppid_of(pid, self.proc) or 0, []).append(pid)
+            argv = cmdline(pid, self.proc)
             if _is_runtime(argv):
                 runtimes[pid] = " ".join(argv)[:120]
                 continue
@@ -131,12 +129,12 @@ class Cleaner:
         stray: dict[int, str] = {}
         running: set[int] = set()
         for pid, argv in runtimes.items():
-            ppid = _ppid(self.proc, pid)
-            orphan = not ppid or ppid == 1 or not _alive(self.proc, ppid)
+            ppid = ppid_of(pid, self.proc)
+            orphan = not ppid or ppid == 1 or not alive(ppid, self.proc)
             if orphan or self.all:
                 stray[pid] = ("orphaned udocker runtime: " if orphan else "udocker runtime: ") + argv
                 for child in descendants(pid):
-                    stray.setdefault(child, "in its container: " + (" ".join(_cmdline(self.proc, child))[:100] or "?"))
+                    stray.setdefault(child, "in its container: " + (" ".join(cmdline(child, self.proc))[:100] or "?"))
             else:
                 running.add(pid)
                 running.update(descendants(pid))
@@ -197,10 +195,10 @@ class Cleaner:
                 self.skipped.append(Action("cgroup", cg, f"a running container's (PID {users[0]})"))
             else:
                 cgroups.append(cg)
-        runtimes = sorted(p for p in running if _is_runtime(_cmdline(self.proc, p)))
+        runtimes = sorted(p for p in running if _is_runtime(cmdline(p, self.proc)))
         for pid in runtimes:
             self.skipped.append(Action("process", str(pid), "a running container: " +
-                                       " ".join(_cmdline(self.proc, pid))[:100]))
+                                       " ".join(cmdline(pid, self.proc))[:100]))
         return sorted(stray.items()), cgroups
 
     def plan(self) -> list[Action]:
@@ -260,25 +258,6 @@ class Cleaner:
 # ---------------------------------------------------------------- helpers
 
 
-def _cmdline(proc: str, pid: int) -> list[str]:
-    try:
-        raw = Path(proc, str(pid), "cmdline").read_bytes()
-    except OSError:
-        return []
-    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
-
-
-def _ppid(proc: str, pid: int) -> int | None:
-    try:
-        stat = Path(proc, str(pid), "stat").read_text()
-    except OSError:
-        return None
-    try:
-        return int(stat.rsplit(")", 1)[1].split()[1])
-    except (IndexError, ValueError):
-        return None
-
-
 def _is_runtime(argv: list[str]) -> bool:
     """python3 -m udocker ..., or a udocker/__main__.py script."""
     if not argv:
@@ -305,17 +284,9 @@ def _is_runtime(argv: list[str]) -> bool:
 def _wait_gone(proc: str, pids: list[int], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while pids and time.monotonic() < deadline:
-        pids = [p for p in pids if _alive(proc, p)]
+        pids = [p for p in pids if alive(p, proc)]
         if pids:
             time.sleep(0.02)
-
-
-def _alive(proc: str, pid: int) -> bool:
-    try:
-        state = Path(proc, str(pid), "stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
 
 
 def _cgroup_pids(cg: str) -> list[int]:

@@ -49,7 +49,8 @@ SCENES = [
 
 def newest_solution() -> int | None:
     """The newest step whose solutions/stepN folder holds a runtime."""
-    found = [n for n, folder in paths.step_folders("solutions").items() if (folder / "udocker" / "__main__.py").exists()]
+    found = [n for n, folder in paths.step_folders("solutions").items()
+             if (folder / "udocker" / "__main__.py").exists()]
     return found[-1] if found else None
 
 

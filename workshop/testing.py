@@ -39,6 +39,7 @@ from pathlib import Path
 
 from workshop import mountinfo
 from workshop.environment import cgroup_layout
+from workshop.procfs import all_pids, cmdline, environ, ppid_of, read  # noqa: F401 (the step tests' API)
 from workshop.harness.failure import CheckFailure, Output  # noqa: F401 (the step tests' API)
 from workshop.mountinfo import Mount
 
@@ -53,7 +54,7 @@ SESSION_ENV = "WORKSHOP_TEST_SESSION"
 #: seconds a runtime may take; the cgroup-v2 VM lane (software emulation, slow) raises it
 DEFAULT_TIMEOUT = float(os.environ.get("WORKSHOP_TEST_TIMEOUT", "10"))
 #: no runtime a test starts lives longer than this, whatever the test does (or forgets) meanwhile
-LIFETIME = 12 * DEFAULT_TIMEOUT
+LIFETIME = 15 * DEFAULT_TIMEOUT
 
 
 def token(prefix: str = "t") -> str:
@@ -139,33 +140,6 @@ class Result:
 
 
 # --------------------------------------------------------------------------- /proc
-
-
-def read(path: str | os.PathLike) -> str | None:
-    try:
-        with open(path, "rb") as f:
-            return f.read().decode(errors="replace")
-    except OSError:
-        return None
-
-
-def cmdline(pid: int) -> list[str]:
-    raw = read(f"/proc/{pid}/cmdline") or ""
-    return raw.split("\0")[:-1] if raw else []
-
-
-def ppid_of(pid: int) -> int | None:
-    stat = read(f"/proc/{pid}/stat")
-    if not stat:
-        return None
-    try:
-        return int(stat.rsplit(")", 1)[1].split()[1])
-    except (IndexError, ValueError):
-        return None
-
-
-def all_pids() -> list[int]:
-    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
 
 
 def descendants(pid: int) -> list[int]:
@@ -512,7 +486,7 @@ class Udocker:
 def ours(pid: int, session: str, paths: list[str]) -> bool:
     """Was process PID started by this test session? (Its environment carries the session's
     token, it descends from this test process, or it lives in / names one of our directories.)"""
-    if session and f"{SESSION_ENV}={session}".encode() in (_read_bytes(f"/proc/{pid}/environ") or b""):
+    if session and f"{SESSION_ENV}={session}".encode() in environ(pid):
         return True
     p, me = pid, os.getpid()
     for _ in range(64):
@@ -527,11 +501,3 @@ def ours(pid: int, session: str, paths: list[str]) -> bool:
     except OSError:
         root = "/"
     return any(path and (path in text or root == path or root.startswith(path + "/")) for path in paths)
-
-
-def _read_bytes(path: str) -> bytes | None:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError:
-        return None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,8 +22,8 @@ from workshop import mountinfo, testing
 from workshop.harness import shown
 from workshop.harness.failure import CheckFailure, Output
 
-REPO = Path(__file__).resolve().parents[2]
-COPIED = ("conftest.py", "pyproject.toml", "workshop/steps.toml", "tests/imagesupport.py")
+from tooling.miniature import REPO, miniature
+
 
 
 def _need_root():
@@ -36,10 +35,7 @@ def _need_root():
 def suite(tmp_path):
     """run(tests, *pytest_args, env=...) -> (pytest's CompletedProcess, its report), in a repository
     with this conftest.py; TESTS: {path under tests/: source}."""
-    repo = tmp_path / "repo"
-    for rel in COPIED:
-        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(REPO / rel, repo / rel)
+    repo = miniature(tmp_path / "repo", "workshop/steps.toml")
 
     def run(tests: dict[str, str], *args: str, env: dict | None = None, timeout: float = 120):
         for rel, text in tests.items():
@@ -47,9 +43,9 @@ def suite(tmp_path):
             (repo / "tests" / rel).write_text(textwrap.dedent(text))
         report = tmp_path / "report.json"
         report.unlink(missing_ok=True)
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-c", str(repo / "pyproject.toml"), "--rootdir", str(repo),
-                               "-p", "workshop.harness.report", "--workshop-report", str(report),
-                               "-p", "no:cacheprovider", "-q", *args],
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-c", str(repo / "pyproject.toml"),
+                               "--rootdir", str(repo), "-p", "workshop.harness.report",
+                               "--workshop-report", str(report), "-p", "no:cacheprovider", "-q", *args],
                               cwd=repo, capture_output=True, text=True, timeout=timeout,
                               env={**os.environ, "PYTHONPATH": str(REPO), "WORKSHOP_HOME": str(repo), **(env or {})})
         data = json.loads(report.read_text()) if report.exists() else None
@@ -185,7 +181,8 @@ def test_output_is_bounded_first_lines_of_stdout_last_of_stderr():
     assert out.stdout == "".join(f"process {n}\n" for n in range(shown.MAX_LINES)) and out.stdout_more == 244
     assert out.stderr.endswith("SyntaxError: invalid syntax\n") and out.stderr_more == 21 - shown.MAX_LINES
     lines = out.lines()
-    assert lines[1].endswith("... 244 more lines") and lines[2].startswith(f"stderr: {21 - shown.MAX_LINES} lines, then:")
+    assert lines[1].endswith("... 244 more lines")
+    assert lines[2].startswith(f"stderr: {21 - shown.MAX_LINES} lines, then:")
     # a repr()'d got is cut at its escaped newlines
     failure = CheckFailure("only the container's processes", repr(stdout))
     assert failure.got.endswith("... 244 more lines") and failure.got.count("\\n") == shown.MAX_LINES

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -20,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-COPIED = ("conftest.py", "pyproject.toml", "tests/imagesupport.py", "tests/tooling/test_metadata.py")
+from tooling.miniature import REPO, miniature
+
 
 RUNTIME_HEAD = '''\
 """A runtime of features: `udocker feature N` prints N when step N added it."""
@@ -84,10 +83,7 @@ def add_step(repo: Path, n: int) -> None:
 
 @pytest.fixture
 def workshop_of_nine_steps(tmp_path) -> Path:
-    repo = tmp_path / "repo"
-    for rel in COPIED:
-        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(REPO / rel, repo / rel)
+    repo = miniature(tmp_path / "repo", "tests/tooling/test_metadata.py")
     (repo / "reference" / "udocker").mkdir(parents=True)
     (repo / "reference" / "udocker" / "__init__.py").write_text("")
     (repo / "reference" / "udocker" / "__main__.py").write_text(RUNTIME_HEAD + RUNTIME_TAIL)

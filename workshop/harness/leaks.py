@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workshop import mountinfo
-from workshop.testing import SESSION_ENV, all_pids, cgroup_hierarchies, cmdline, mount_table, ours, read
+from workshop.procfs import alive, all_pids, cmdline, environ, read, state
+from workshop.testing import SESSION_ENV, cgroup_hierarchies, mount_table, ours
 
 #: how `workshop check` hands its session token to pytest (conftest.py and grading.py say the same)
 CHECK_SESSION_ENV = "WORKSHOP_CHECK_SESSION"
@@ -100,9 +101,9 @@ def leftovers(before: HostState, session: str, paths: list[str], mount_dirs: lis
         problems.append(f"cgroup {d}")
     for pid in sorted(set(all_pids()) - before.pids):
         if pid != os.getpid() and ours(pid, session, paths):
-            state = (read(f"/proc/{pid}/stat") or "").rsplit(")", 1)[-1].split()[:1]
-            if state:
-                problems.append(f"process {pid} ({' '.join(cmdline(pid)) or '?'}) state {state[0]}")
+            now = state(pid)
+            if now:
+                problems.append(f"process {pid} ({' '.join(cmdline(pid)) or '?'}) state {now}")
     for t in sorted(tmp_entries() - before.tmp):
         problems.append(f"temporary {t}")
     return problems
@@ -147,13 +148,13 @@ def sweep(session: str, folder: Path, cgroups_before: set[str] | None = None) ->
     and FOLDER itself. Returns what it removed, one line each."""
     done = []
     markers = [f"{SESSION_ENV}={session}".encode(), f"{CHECK_SESSION_ENV}={session}".encode()]
-    pids = [pid for pid in all_pids() if pid != os.getpid() and any(m in _environ(pid) for m in markers)]
+    pids = [pid for pid in all_pids() if pid != os.getpid() and any(m in environ(pid) for m in markers)]
     cgroups = {d for pid in pids for d in _cgroup_dirs(pid) if os.path.basename(d).startswith("udocker-")}
     for pid in pids:
         if _kill(pid):
             done.append(f"process {pid}")
     deadline = time.monotonic() + 3
-    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.02)
     if cgroups_before is not None:
         cgroups |= {d for d in udocker_cgroups() - cgroups_before if not _has_processes(d)}
@@ -190,19 +191,6 @@ def _kill(pid: int) -> bool:
         return True
     except OSError:
         return False
-
-
-def _alive(pid: int) -> bool:
-    state = (read(f"/proc/{pid}/stat") or "").rsplit(")", 1)[-1].split()[:1]
-    return bool(state) and state[0] not in ("Z", "X")
-
-
-def _environ(pid: int) -> bytes:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            return f.read()
-    except OSError:
-        return b""
 
 
 def _cgroup_dirs(pid: int) -> list[str]:

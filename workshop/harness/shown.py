@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 
+from workshop.procfs import all_pids, cmdline, environ, ppid_of
+
 MAX_LINES = 6
 MAX_CHARS = 800
 HIDDEN = "(a line about another process of this machine: not shown)"
@@ -65,28 +67,12 @@ def redact(text: str) -> str:
     return sep.join(HIDDEN if any(s in line for s in secrets) else line for line in text.split(sep))
 
 
-def _read(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError:
-        return b""
-
-
-def _ppid(pid: int) -> int | None:
-    stat = _read(f"/proc/{pid}/stat")
-    try:
-        return int(stat.rsplit(b")", 1)[1].split()[1])
-    except (IndexError, ValueError):
-        return None
-
-
 def _foreign_secrets() -> set[str]:
     """Command lines (their first 40 characters, as ps shows them, NUL-separated as
     /proc/PID/cmdline holds them, or escaped as repr() shows that) and environment entries
     of the host's processes: all but this process, what it started, and the test sessions'."""
-    pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
-    parents = {pid: _ppid(pid) for pid in pids}
+    pids = all_pids()
+    parents = {pid: ppid_of(pid) for pid in pids}
     ours = {os.getpid()}
     changed = True
     while changed:  # this process's descendants: the runtimes it started, their containers
@@ -100,15 +86,15 @@ def _foreign_secrets() -> set[str]:
     for pid in pids:
         if pid in ours:
             continue
-        environ = _read(f"/proc/{pid}/environ")
-        if any(marker in environ for marker in _SESSIONS):
+        env = environ(pid)
+        if any(marker in env for marker in _SESSIONS):
             continue
-        argv = [a.decode(errors="replace") for a in _read(f"/proc/{pid}/cmdline").split(b"\0") if a]
+        argv = cmdline(pid)
         for sep in (" ", "\0", "\\x00"):
             line = sep.join(argv)[:40]
             if len(line) >= _SHORTEST_SECRET:
                 secrets.add(line)
-        for entry in environ.split(b"\0"):
+        for entry in env.split(b"\0"):
             text = entry.decode(errors="replace")
             if "=" in text and len(text) >= _SHORTEST_SECRET and text not in own_env:
                 secrets.add(text)

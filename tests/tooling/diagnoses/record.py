@@ -38,6 +38,10 @@ class Case:
     also: tuple[str, str] | None = None  # a second replacement in the same file
 
 
+SETGROUPS = '        write_file("/proc/self/setgroups", "deny")\n'
+UID_MAP = '        write_file("/proc/self/uid_map", f"0 {uid} 1")\n'
+GID_MAP = '        write_file("/proc/self/gid_map", f"0 {gid} 1")\n'
+
 CASES = [
     Case("pivot-root-busy", 4, "container.py",
          "    syscalls.mount(rootfs, rootfs, None, syscalls.MS_BIND | syscalls.MS_REC)\n", "", 4),
@@ -51,10 +55,7 @@ CASES = [
          "    code = os.waitstatus_to_exitcode(status)\n    return 128 - code if code < 0 else code\n",
          "    return status\n", 1),
     Case("gid-map-before-setgroups", 5, "container.py",
-         '        write_file("/proc/self/setgroups", "deny")\n        write_file("/proc/self/uid_map", f"0 {uid} 1")\n'
-         '        write_file("/proc/self/gid_map", f"0 {gid} 1")\n',
-         '        write_file("/proc/self/uid_map", f"0 {uid} 1")\n        write_file("/proc/self/gid_map", f"0 {gid} 1")\n'
-         '        write_file("/proc/self/setgroups", "deny")\n', 5),
+         SETGROUPS + UID_MAP + GID_MAP, UID_MAP + GID_MAP + SETGROUPS, 5),
     Case("docker-media-type-missing", 8, "image/manifest.py",
          "OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST", "OCI_INDEX, OCI_MANIFEST, DOCKER_LIST", 8),
     Case("python-traceback", 2, "container.py",
