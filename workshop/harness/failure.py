@@ -14,7 +14,7 @@ import dataclasses
 import signal
 from dataclasses import dataclass
 
-from workshop.harness.shown import bounded, redact, shown
+from workshop.harness.shown import bounded, foreign_secrets, redact, shown
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,8 @@ class Output:
     @classmethod
     def of(cls, exit_code: int | None, stdout: str, stderr: str, timed_out: float | None = None) -> "Output":
         (out, out_more), (err, err_more) = bounded(stdout), bounded(stderr, tail=True)
-        return cls(exit_code, redact(out), redact(err), timed_out, out_more, err_more)
+        secrets = foreign_secrets() if out or err else set()
+        return cls(exit_code, redact(out, secrets), redact(err, secrets), timed_out, out_more, err_more)
 
     def lines(self) -> list[str]:
         lines = []
@@ -59,9 +60,10 @@ class CheckFailure(AssertionError):
 
     def __init__(self, expected: str | None = None, got: str | None = None, *, problem: str | None = None,
                  command: str | None = None, output: Output | None = None, kind: str = "check"):
-        self.expected = shown(expected)
-        self.got = shown(got)
-        self.problem = shown(problem, max_lines=20)
+        secrets = foreign_secrets() if got or problem else set()
+        self.expected = shown(expected, secrets=secrets)
+        self.got = shown(got, secrets=secrets)
+        self.problem = shown(problem, max_lines=20, secrets=secrets)
         self.command = command
         self.output = output
         self.kind = kind

@@ -97,7 +97,7 @@ class _Recorder:
 
     # -- running ------------------------------------------------------------
     @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_makereport(self, item, call):
+    def pytest_runtest_makereport(self, call):
         outcome = yield
         error = call.excinfo.value if call.excinfo is not None else None
         if error is not None and callable(getattr(error, "record", None)):
@@ -134,7 +134,7 @@ class _Recorder:
                 r["failure"] = getattr(report, "workshop_failure", None)
             r["outcome"] = outcome
 
-    def pytest_sessionfinish(self, session, exitstatus):
+    def pytest_sessionfinish(self, exitstatus):
         tests = []
         for nodeid, r in self.results.items():
             if r["outcome"] is None:  # set up, never run: the session was interrupted

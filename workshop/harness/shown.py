@@ -46,28 +46,29 @@ def bounded(text: str, max_lines: int = MAX_LINES, tail: bool = False) -> tuple[
     return text, more
 
 
-def shown(text: str | None, max_lines: int = MAX_LINES) -> str | None:
-    """TEXT as a failure shows it: bounded, with "... N more lines", other processes hidden."""
+def shown(text: str | None, max_lines: int = MAX_LINES, secrets: set[str] | None = None) -> str | None:
+    """TEXT as a failure shows it: bounded, with "... N more lines", other processes hidden
+    (SECRETS: what foreign_secrets() found, when the caller shows several texts)."""
     if text is None:
         return None
     text, more = bounded(str(text), max_lines)
-    text = redact(text)
+    text = redact(text, secrets)
     return f"{text} ... {more} more lines" if more else text
 
 
-def redact(text: str) -> str:
+def redact(text: str, secrets: set[str] | None = None) -> str:
     """TEXT with each line that names another process of the host (its command line or
     an entry of its environment) replaced by a note."""
     if not text:
         return text
-    secrets = _foreign_secrets()
+    secrets = foreign_secrets() if secrets is None else secrets
     if not secrets:
         return text
     sep = "\n" if "\n" in text else "\\n"
     return sep.join(HIDDEN if any(s in line for s in secrets) else line for line in text.split(sep))
 
 
-def _foreign_secrets() -> set[str]:
+def foreign_secrets() -> set[str]:
     """Command lines (their first 40 characters, as ps shows them, NUL-separated as
     /proc/PID/cmdline holds them, or escaped as repr() shows that) and environment entries
     of the host's processes: all but this process, what it started, and the test sessions'."""

@@ -96,7 +96,7 @@ def render(result: Result, only_step: bool = False, verbose: bool = False) -> No
     _simulations(con, result)
     diagnosed = found(result.checks)
     for diagnosis, explained in diagnosed:
-        _diagnosis(con, diagnosis, explained, len(result.failing()), result.impl)
+        _diagnosis(con, diagnosis, explained, len(result.failing()))
     groups = result.by_step()
     current = groups.get(step, {"failing": []})
     earlier = [e for s, e in sorted(groups.items(), reverse=True) if s != step]
@@ -104,13 +104,13 @@ def render(result: Result, only_step: bool = False, verbose: bool = False) -> No
                if not c.get("diagnosis")]
     for i, c in enumerate(failing):
         if i < MAX_DETAILS or verbose:
-            _detail(con, c, verbose, result.impl)
+            _detail(con, c, verbose)
         else:
             if i == MAX_DETAILS:
                 con.print()
                 con.print(Text(f"{len(failing) - MAX_DETAILS} more failing checks, in short "
                                f"(-v shows them in full):", style="bold"))
-            _short(con, c, result.impl, hint=True)
+            _short(con, c)
 
     con.print()
     con.print(score_line(result, only_step), style="bold")
@@ -194,7 +194,7 @@ def _simulations(con, result: Result) -> None:
     con.print(Text(f"The other {real} ran against the real kernel of this machine.", style="dim"))
 
 
-def _diagnosis(con, diagnosis: meta.Diagnosis, explained: list[dict], failing: int, impl) -> None:
+def _diagnosis(con, diagnosis: meta.Diagnosis, explained: list[dict], failing: int) -> None:
     from rich.table import Table
     from rich.text import Text
 
@@ -216,12 +216,12 @@ def _diagnosis(con, diagnosis: meta.Diagnosis, explained: list[dict], failing: i
     grid.add_row("  read:", Text(diagnosis.where(), style="magenta"))
     con.print(grid)
     for c in explained[:MAX_DETAILS]:
-        _short(con, c, impl, hint=False)
+        _short(con, c, hint=False)
     if len(explained) > MAX_DETAILS:
         con.print(Text(f"  ... and {len(explained) - MAX_DETAILS} more checks that fail this way", style="dim"))
 
 
-def _detail(con, c: dict, verbose: bool, impl=None) -> None:
+def _detail(con, c: dict, verbose: bool) -> None:
     from rich.table import Table
     from rich.text import Text
 
@@ -268,7 +268,7 @@ def _all_pass(n: int) -> str:
     return "its one check passes" if n == 1 else f"all {n} checks pass"
 
 
-def _short(con, c: dict, impl=None, hint: bool = True) -> None:
+def _short(con, c: dict, hint: bool = True) -> None:
     from rich.text import Text
 
     g = glyphs()
