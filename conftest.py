@@ -56,20 +56,13 @@ def pytest_addoption(parser):
     )
 
 
-def _rel(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(ROOT))
-    except ValueError:
-        return str(path)
-
-
 def pytest_generate_tests(metafunc):
     if "impl" not in metafunc.fixturenames:
         return
     option = metafunc.config.getoption("--impl")
     if option:
         path = Path(option).expanduser().resolve()
-        metafunc.parametrize("impl", [pytest.param(path, id=_rel(path))], scope="function")
+        metafunc.parametrize("impl", [pytest.param(path, id=paths.rel(path))], scope="function")
         return
     step = paths.suite_step(metafunc.definition.path)
     if step is None:  # a test outside tests/stepN: it needs --impl
@@ -78,11 +71,11 @@ def pytest_generate_tests(metafunc):
     guard = metafunc.definition.get_closest_marker("guard") is not None
     solutions, starters = paths.step_folders("solutions"), paths.step_folders("steps")
     later = [k for k in meta.numbers() if k > step]
-    params = [pytest.param(path, id=_rel(path)) for k, path in solutions.items() if k >= step]
+    params = [pytest.param(path, id=paths.rel(path)) for k, path in solutions.items() if k >= step]
     if later and later[0] in starters:
-        params.append(pytest.param(starters[later[0]], id=_rel(starters[later[0]])))
+        params.append(pytest.param(starters[later[0]], id=paths.rel(starters[later[0]])))
     if step in starters and not guard:
-        params.append(pytest.param(starters[step], id=_rel(starters[step]), marks=pytest.mark.xfail(
+        params.append(pytest.param(starters[step], id=paths.rel(starters[step]), marks=pytest.mark.xfail(
             strict=True, reason=f"starting code of step {step}: must fail until the step is done")))
     if not params:  # no silent skip: a test with nothing to run against fails and says why
         params = [pytest.param(None, id="missing")]

@@ -22,6 +22,7 @@ import pytest
 from tooling.miniature import REPO, miniature
 
 
+NEW_STEP = 9  # the miniature has steps 0-8 before
 RUNTIME_HEAD = '''\
 """A runtime of features: `udocker feature N` prints N when step N added it."""
 import sys
@@ -90,7 +91,7 @@ def workshop_of_nine_steps(tmp_path) -> Path:
     (repo / "workshop").mkdir()
     (repo / "workshop" / "steps.toml").write_text("# the miniature workshop's steps\n")
     (repo / "workshop.md").write_text("# The miniature workshop\n")
-    for n in range(9):
+    for n in range(NEW_STEP):
         add_step(repo, n)
     generate(repo)
     return repo

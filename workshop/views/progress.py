@@ -10,6 +10,7 @@ import os
 import sys
 
 from .. import meta, paths, state
+from ..ui import is_utf8
 
 
 def _colour(stream) -> bool:
@@ -20,13 +21,9 @@ def _colour(stream) -> bool:
     return stream.isatty() and os.environ.get("TERM") != "dumb"
 
 
-def _utf8(stream) -> bool:
-    return (getattr(stream, "encoding", "") or "").lower().replace("-", "") in ("utf8", "utf8sig")
-
-
 def render(out=None) -> None:
     out = out or sys.stdout
-    colour, utf8 = _colour(out), _utf8(out)
+    colour, utf8 = _colour(out), is_utf8(out)
 
     def style(text: str, code: str) -> str:
         return f"\033[{code}m{text}\033[0m" if colour and code else text
