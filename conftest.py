@@ -3,34 +3,50 @@
 * ``pytest tests/stepN --impl DIR`` runs step N's tests against the udocker
   package in DIR (``steps/step4``, ``solutions/step4``, a learner's folder).
 * Plain ``pytest``: every test in ``tests/stepN`` that uses the ``udocker``
-  fixture runs against ``solutions/stepK`` for every existing K >= N (it must
-  pass) and against ``steps/stepN`` as a strict xfail (it must fail on the
-  starting code). Guard tests (``@pytest.mark.guard``) check the machine, not
-  the code: they are not run against starting code, and not parametrized at
-  all when they do not use the implementation.
-* Every step test is checked for what it leaves on the host: mounts, cgroups
-  named ``udocker*``, processes, ``udocker*`` temporary files.
+  fixture runs
+  - against ``solutions/stepK`` for every K >= N: it must pass;
+  - against ``steps/step(N+1)``, the next step's starting code: it must pass
+    (that code holds step N+1's given code, which must not break step N);
+  - against ``steps/stepN`` as a strict xfail: it must fail on the step's own
+    starting code.
+  The steps are those of workshop/steps.toml (:func:`workshop.meta.numbers`).
+  Guard tests (``@pytest.mark.guard``) check the machine, not the code: they
+  are not run against starting code, and not parametrized at all when they
+  do not use the implementation.
+* Every step test is checked for what it leaves on the host (mounts, cgroups
+  named ``udocker*``, processes, ``udocker*`` temporary files, the hostname:
+  :mod:`workshop.harness.leaks`), and stopped when it runs longer than
+  :data:`DEADLINE` seconds.
+* tests/imagesupport.py (the registry and image fixtures of steps 7 and 8) is
+  a plugin of every session: its fixtures are everybody's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-import re
 import shutil
+import signal
 import stat
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
+from workshop import meta, mountinfo, paths
 from workshop import rootfs as rootfs_builder
 from workshop import testing
+from workshop.harness import leaks
+
+pytest_plugins = ["imagesupport"]  # tests/ is on the path (pyproject.toml's pythonpath)
 
 ROOT = Path(__file__).resolve().parent
-STEP_DIR = re.compile(r"^step(\d+)$")
+os.environ.setdefault("WORKSHOP_HOME", str(ROOT))  # steps.toml and the step folders are this repository's
 LEAK_GRACE = 1.0  # seconds a test's processes get to disappear after it
+#: seconds a step test may take (setting up, then running) before it is stopped; thrice that
+#: for the checks that talk to Docker Hub
+DEADLINE = 6 * testing.DEFAULT_TIMEOUT
 
 
 def pytest_addoption(parser):
@@ -40,51 +56,26 @@ def pytest_addoption(parser):
     )
 
 
-def step_of(path: Path) -> int | None:
-    """N for a test file in tests/stepN/ (None elsewhere)."""
-    for part in reversed(Path(path).parts[:-1]):
-        m = STEP_DIR.match(part)
-        if m:
-            return int(m[1])
-    return None
-
-
-def _rel(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(ROOT))
-    except ValueError:
-        return str(path)
-
-
-def _existing(folder: str) -> dict[int, Path]:
-    found = {}
-    base = ROOT / folder
-    if base.is_dir():
-        for d in base.iterdir():
-            m = STEP_DIR.match(d.name)
-            if m and (d / "udocker").is_dir():
-                found[int(m[1])] = d
-    return found
-
-
 def pytest_generate_tests(metafunc):
     if "impl" not in metafunc.fixturenames:
         return
     option = metafunc.config.getoption("--impl")
     if option:
         path = Path(option).expanduser().resolve()
-        metafunc.parametrize("impl", [pytest.param(path, id=_rel(path))], scope="function")
+        metafunc.parametrize("impl", [pytest.param(path, id=paths.rel(path))], scope="function")
         return
-    step = step_of(metafunc.definition.path)
+    step = paths.suite_step(metafunc.definition.path)
     if step is None:  # a test outside tests/stepN: it needs --impl
         metafunc.parametrize("impl", [pytest.param(None, id="no-impl")])
         return
     guard = metafunc.definition.get_closest_marker("guard") is not None
-    params = [pytest.param(path, id=_rel(path))
-              for k, path in sorted(_existing("solutions").items()) if k >= step]
-    start = _existing("steps").get(step)
-    if start is not None and not guard:
-        params.append(pytest.param(start, id=_rel(start), marks=pytest.mark.xfail(
+    solutions, starters = paths.step_folders("solutions"), paths.step_folders("steps")
+    later = [k for k in meta.numbers() if k > step]
+    params = [pytest.param(path, id=paths.rel(path)) for k, path in solutions.items() if k >= step]
+    if later and later[0] in starters:
+        params.append(pytest.param(starters[later[0]], id=paths.rel(starters[later[0]])))
+    if step in starters and not guard:
+        params.append(pytest.param(starters[step], id=paths.rel(starters[step]), marks=pytest.mark.xfail(
             strict=True, reason=f"starting code of step {step}: must fail until the step is done")))
     if not params:  # no silent skip: a test with nothing to run against fails and says why
         params = [pytest.param(None, id="missing")]
@@ -103,31 +94,22 @@ def _world_traversable(path: Path) -> bool:
 
 
 @pytest.fixture(scope="session")
-def session_dir():
-    """A world-readable temporary directory for the session (nobody must reach the rootfs in it)."""
-    base = Path(tempfile.gettempdir())
-    if not _world_traversable(base):
-        base = Path("/tmp")
-    path = Path(tempfile.mkdtemp(prefix="workshop-tests-", dir=base))
-    os.chmod(path, 0o755)
-    yield path
-    _remove_tree(path)
-
-
-def _remove_tree(path: Path) -> None:
-    """rm -r, after detaching anything still mounted below PATH (never delete through a mount)."""
-    below = [m.mountpoint for m in testing.mounts()
-             if m.mountpoint == str(path) or m.mountpoint.startswith(str(path) + "/")]
-    for mountpoint in sorted(below, key=len, reverse=True):
-        subprocess.run(["umount", "-l", mountpoint], capture_output=True, timeout=10, check=False)
-    if any(m.mountpoint.startswith(str(path) + "/") for m in testing.mounts()):
-        return  # still mounted: leave it rather than delete the host's files through it
-    shutil.rmtree(path, ignore_errors=True)
+def session_token():
+    """The token in the environment of every runtime of the session; `workshop check` gives its own
+    (to find what an interrupted session left)."""
+    return os.environ.get(leaks.CHECK_SESSION_ENV) or testing.token("s")
 
 
 @pytest.fixture(scope="session")
-def session_token():
-    return testing.token("s")
+def session_dir(session_token):
+    """A world-readable temporary directory for the session (the rootless user must reach the rootfs)."""
+    base = Path(tempfile.gettempdir())
+    if not _world_traversable(base):
+        base = Path("/tmp")
+    path = Path(tempfile.mkdtemp(prefix=f"workshop-tests-{session_token}-", dir=base))
+    os.chmod(path, 0o755)
+    yield path
+    leaks.remove_tree(path)
 
 
 @pytest.fixture(scope="session")
@@ -141,17 +123,24 @@ def rootfs(session_dir) -> Path:
 
 @pytest.fixture
 def private_rootfs(rootfs, session_dir) -> Path:
-    """A copy of the rootfs for this test alone (hard links: add files, do not modify the old ones)."""
+    """A copy of the rootfs for this test alone (hard links: add files, do not modify the old ones).
+
+    Never a copy of a tree with mounts in it (a leaked /proc would be copied, or block the copy):
+    anything mounted in the session's rootfs is detached first.
+    """
+    for m in sorted(mountinfo.read(), key=lambda m: len(m.mountpoint), reverse=True):
+        if m.mountpoint == str(rootfs) or m.mountpoint.startswith(f"{rootfs}/"):
+            mountinfo.detach(m.mountpoint)
     dest = Path(tempfile.mkdtemp(prefix="rootfs-", dir=session_dir))
     os.rmdir(dest)
     rootfs_builder.clone_rootfs(rootfs, dest)
     yield dest
-    _remove_tree(dest)
+    leaks.remove_tree(dest)
 
 
 @pytest.fixture(scope="session")
 def _shared_impls(session_dir):
-    """World-readable copies of implementation folders, for runs as nobody."""
+    """World-readable copies of implementation folders, for rootless runs."""
     copies: dict[Path, Path] = {}
 
     def get(impl: Path) -> Path:
@@ -172,64 +161,138 @@ def _shared_impls(session_dir):
 
 
 @pytest.fixture(scope="session")
-def _nobody_home(session_dir) -> Path:
-    home = session_dir / "home-nobody"
+def _rootless_home(session_dir) -> Path:
+    home = session_dir / "home-rootless"
     home.mkdir(exist_ok=True)
-    os.chown(home, testing.NOBODY, testing.NOBODY)
+    if os.geteuid() == 0:
+        os.chown(home, testing.ROOTLESS_UID, testing.ROOTLESS_UID)
     return home
 
 
 @pytest.fixture
-def udocker(request, impl, _shared_impls, _nobody_home, session_token) -> testing.Udocker:
+def udocker(request, impl, _shared_impls, _rootless_home, session_token) -> testing.Udocker:
     """The implementation under test: .run(...) and .popen(...) its CLI."""
     if impl is None:
-        step = step_of(request.node.path)
+        step = paths.suite_step(request.node.path)
         pytest.fail(f"no implementation to test: neither solutions/stepK (K >= {step}) nor steps/step{step} "
                     "exists; run `python3 -m workshop.generate`, or pass --impl DIR" if step is not None
                     else "this test needs --impl DIR", pytrace=False)
     if not (Path(impl) / "udocker" / "__main__.py").is_file():
         pytest.fail(f"no udocker package in {impl}: expected {impl}/udocker/__main__.py", pytrace=False)
     impl = Path(impl)
-    return testing.Udocker(impl=impl, shared_impl=_shared_impls(impl), session=session_token, home=_nobody_home)
+    return testing.Udocker(impl=impl, shared_impl=_shared_impls(impl), session=session_token, home=_rootless_home)
 
 
-# --------------------------------------------------------------------------- nothing left behind
+# --------------------------------------------------------------------------- nothing left behind, no hang
 
 
 @pytest.fixture(autouse=True)
 def nothing_left_behind(request, session_token, session_dir, tmp_path_factory):
-    """Fail a step test that leaves a mount, a udocker* cgroup, a process or a udocker* temp file."""
-    if step_of(request.node.path) is None:
+    """Fail a step test that leaves a mount, a udocker* cgroup, a process, a udocker* temp file
+    or another hostname behind, and remove it."""
+    if paths.suite_step(request.node.path) is None:
         yield
         return
-    before = testing.snapshot()
+    before = leaks.snapshot()
     yield
-    paths = [str(session_dir), str(tmp_path_factory.getbasetemp())]
+    where = [str(session_dir), str(tmp_path_factory.getbasetemp())]
     deadline = time.monotonic() + LEAK_GRACE
     while True:
-        problems = testing.leftovers(before, session_token, paths, mount_dirs=[str(ROOT)])
+        problems = leaks.leftovers(before, session_token, where, mount_dirs=[str(ROOT)])
         if not problems or time.monotonic() > deadline:
             break
         time.sleep(0.05)
     if problems:
-        testing.clean_up(problems, before, session_token, paths)
-        pytest.fail("the test left this behind on the host:\n  " + "\n  ".join(problems), pytrace=False)
+        leaks.clean_up(before, session_token, where, mount_dirs=[str(ROOT)])
+        raise testing.CheckFailure(problem="the test left this behind on the host:\n  " + "\n  ".join(problems),
+                                   kind="left-behind")
 
+
+class _Hung(BaseException):
+    """Raised in a step test that outlived its deadline (a BaseException: no `except Exception` eats it)."""
+
+
+@contextlib.contextmanager
+def _deadline(item):
+    """Run a phase of a step test with an alarm at its deadline: a hang becomes a failure."""
+    if paths.suite_step(item.path) is None:
+        yield
+        return
+    seconds = DEADLINE * (3 if item.get_closest_marker("network") else 1)
+
+    def alarm(signum, frame):
+        raise _Hung(seconds)
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    with _deadline(item):
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    with _deadline(item):
+        yield
+
+
+# --------------------------------------------------------------------------- what a failure shows
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """A failed check shows its hint and what to read, from workshop/steps.toml (the one place for them)."""
+    """A hung check fails and says so; a failed check shows its hint and what to read, from
+    workshop/steps.toml (the one place for them); a leak shows only what was left."""
+    if call.excinfo is not None and call.excinfo.type is _Hung:
+        seconds = call.excinfo.value.args[0]
+        failure = testing.CheckFailure(f"the check to finish within {seconds:g} s",
+                                       "it was still running: stopped it", kind="hung")
+        call.excinfo = pytest.ExceptionInfo.from_exception(failure.with_traceback(call.excinfo.tb))
     outcome = yield
     report = outcome.get_result()
-    if report.when != "call" or not report.failed:
+    error = call.excinfo.value if call.excinfo is not None else None
+    if isinstance(error, testing.CheckFailure) and error.kind == "left-behind":
+        report.longrepr = str(error)  # the leak check's own frames say nothing
+    if not report.failed or report.when == "setup":
         return
-    step = step_of(item.path)
+    step = paths.suite_step(item.path)
     if step is None:
         return
-    from workshop import meta
-
-    hint = meta.check_hint(step, item.name)
+    hint = meta.hint_for(step, item.name, getattr(error, "kind", "check"))
     if hint:
         read = ", ".join(meta.check_read(step, item.name))
         report.sections.append(("hint", f"{hint}\nread: {read}" if read else hint))
+    simulated = item.get_closest_marker("simulated")
+    if simulated is not None:
+        report.sections.append(("simulated", simulated.args[0] if simulated.args else "a simulation"))
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say which checks ran against a simulation rather than the real kernel."""
+    simulated: dict[str, int] = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            reason = _simulation_reasons.get(getattr(report, "nodeid", None))
+            if reason and getattr(report, "when", None) == "call":
+                simulated[reason] = simulated.get(reason, 0) + 1
+    for reason, count in simulated.items():
+        terminalreporter.write_line(f"{count} check{'s' if count != 1 else ''} ran against a simulation, "
+                                    f"not the real kernel: {reason}")
+
+
+_simulation_reasons: dict[str, str] = {}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        marker = item.get_closest_marker("simulated")
+        if marker is not None:
+            _simulation_reasons[item.nodeid] = str(marker.args[0] if marker.args else "a simulation")

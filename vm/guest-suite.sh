@@ -1,18 +1,13 @@
 #!/bin/sh
 # Runs INSIDE the cgroup-v2 VM (started by tests/vm/test_cgroup_v2.py through
-# vm/boot.sh): the checks that need a pure cgroup v2 machine, in one boot.
-#   sh vm/guest-suite.sh PYTHON       (PYTHON: an interpreter that has pytest)
-# Each check prints "@@VMLANE BEGIN <name>", its output, "@@VMLANE END <name> rc=<N>";
-# the host test turns every check into one test result.
-PY=${1:?usage: guest-suite.sh PYTHON}
+# vm/boot.sh), or natively on a pure cgroup-v2 machine: the lane's checks, in one boot.
+#   sh vm/guest-suite.sh PYTHON CHECKS-FILE   (PYTHON: an interpreter that has pytest)
+#   sh vm/guest-suite.sh --check FUNCTION      (one of the shell checks below)
+# CHECKS-FILE holds the checks in order, one a line: NAME=@FUNCTION (a check of this
+# script) or NAME=PYTEST ARGUMENTS. tests/vm/test_cgroup_v2.py writes it: the one list.
+# vm/guest_pytest.py runs them all in one Python process; each prints
+# "@@VMLANE BEGIN <name>", its output, "@@VMLANE END <name> rc=<N>".
 cd "$(dirname "$0")/.." || exit 1
-
-check() {  # check NAME COMMAND...: run it, framed by marker lines
-  name=$1; shift
-  echo "@@VMLANE BEGIN $name uptime=$(cut -d' ' -f1 /proc/uptime)"
-  "$@" 2>&1
-  echo "@@VMLANE END $name rc=$? uptime=$(cut -d' ' -f1 /proc/uptime)"
-}
 
 pure_v2() {  # the machine is what learners have: one cgroup v2 tree, no v1
   ok=0
@@ -25,7 +20,7 @@ pure_v2() {  # the machine is what learners have: one cgroup v2 tree, no v1
   echo "controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"
   for c in cpu memory pids; do grep -qw $c /sys/fs/cgroup/cgroup.controllers || ok=1; done
   echo "root subtree_control: $(cat /sys/fs/cgroup/cgroup.subtree_control)"
-  echo "swap: $(awk 'NR > 1' /proc/swaps | wc -l) device(s); kernel $(uname -r); python: $PY"
+  echo "swap: $(awk 'NR > 1' /proc/swaps | wc -l) device(s); kernel $(uname -r)"
   return $ok
 }
 
@@ -35,13 +30,14 @@ no_leftovers() {  # every container cgroup is gone (the shared v2 parent "udocke
   echo "left behind:"; echo "$left"; return 1
 }
 
-check pure-cgroup-v2 pure_v2
-# The step suites, in one Python process (see vm/guest_pytest.py). Under software
-# emulation a pull or a container start is several times slower: allow for it.
+if [ "$1" = --check ]; then
+  case $2 in pure_v2|no_leftovers) "$2"; exit $? ;; esac
+  echo "vm/guest-suite.sh: no check $2 (there are pure_v2 and no_leftovers)"; exit 2
+fi
+PY=${1:?usage: guest-suite.sh PYTHON CHECKS-FILE}
+CHECKS=${2:?usage: guest-suite.sh PYTHON CHECKS-FILE}
+echo "python: $PY"
+# Under software emulation a pull or a container start is several times slower: allow for it.
 export WORKSHOP_TEST_TIMEOUT=60
-"$PY" vm/guest_pytest.py \
-  "step6-on-solutions-step6=tests/step6 --impl solutions/step6" \
-  "step6-on-solutions-step8=tests/step6 --impl solutions/step8" \
-  "step8-cgroups-on-solutions-step8=tests/step8 --impl solutions/step8 -k 'cgroup or memory or cpus or pids or limit'" 2>&1
-check no-leftover-cgroups no_leftovers
+"$PY" vm/guest_pytest.py "$CHECKS" 2>&1
 echo "@@VMLANE ALL-DONE"

@@ -6,7 +6,7 @@ In this order, because each kind keeps the next one busy:
    processes whose root directory is a container's (chroot or pivot_root into
    UDOCKER_ROOT or the workshop's root filesystem) that no live runtime owns;
    SIGKILL. Running containers (a runtime with a live parent, and what is
-   below it) are left alone, with their cgroups and directories, unless
+   below it) are left alone, with their cgroups, unless
    ``all`` is set (`workshop clean --all`).
 2. cgroups named ``udocker-*`` in every cgroup hierarchy (v1: memory, cpu,
    pids, ...; v2: /sys/fs/cgroup/udocker/): kill their processes, then rmdir,
@@ -14,32 +14,27 @@ In this order, because each kind keeps the next one busy:
 3. mounts below UDOCKER_ROOT, on the workshop's root filesystem, or overlays
    whose layers live in UDOCKER_ROOT: unmounted deepest (and newest) first,
    lazily (MNT_DETACH) when busy.
-4. container directories, UDOCKER_ROOT/containers/*.
 
 Everything is found from /proc, so nothing here depends on the runtime's code.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import os
-import shutil
 import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from workshop.mountinfo import Mount
+from workshop.mountinfo import Mount, detach
 from workshop.mountinfo import read as read_mounts
-
-MNT_DETACH = 2
+from workshop.procfs import alive, all_pids, cmdline, ppid_of
 
 
 @dataclass
 class Action:
-    kind: str          # process, cgroup, mount, directory
+    kind: str          # process, cgroup, mount
     target: str
     detail: str = ""
     done: bool = False
@@ -77,10 +72,7 @@ class Cleaner:
 
     # ------------------------------------------------------------ processes
     def _all_pids(self) -> list[int]:
-        try:
-            pids = [int(d) for d in os.listdir(self.proc) if d.isdigit()]
-        except OSError:
-            return []
+        pids = all_pids(self.proc)
         if self.only_pids is not None:
             pids = [p for p in pids if p in self.only_pids]
         return pids
@@ -89,7 +81,7 @@ class Cleaner:
         """This process and its ancestors: never killed."""
         mine, pid = {os.getpid()}, os.getpid()
         for _ in range(64):
-            ppid = _ppid(self.proc, pid)
+            ppid = ppid_of(pid, self.proc)
             if not ppid or ppid in mine:
                 break
             mine.add(ppid)
@@ -113,8 +105,8 @@ class Cleaner:
         for pid in self._all_pids():
             if pid in protected:
                 continue
-            children.setdefault(_ppid(self.proc, pid) or 0, []).append(pid)
-            argv = _cmdline(self.proc, pid)
+            children.setdefault(ppid_of(pid, self.proc) or 0, []).append(pid)
+            argv = cmdline(pid, self.proc)
             if _is_runtime(argv):
                 runtimes[pid] = " ".join(argv)[:120]
                 continue
@@ -137,12 +129,12 @@ class Cleaner:
         stray: dict[int, str] = {}
         running: set[int] = set()
         for pid, argv in runtimes.items():
-            ppid = _ppid(self.proc, pid)
-            orphan = not ppid or ppid == 1 or not _alive(self.proc, ppid)
+            ppid = ppid_of(pid, self.proc)
+            orphan = not ppid or ppid == 1 or not alive(ppid, self.proc)
             if orphan or self.all:
                 stray[pid] = ("orphaned udocker runtime: " if orphan else "udocker runtime: ") + argv
                 for child in descendants(pid):
-                    stray.setdefault(child, "in its container: " + (" ".join(_cmdline(self.proc, child))[:100] or "?"))
+                    stray.setdefault(child, "in its container: " + (" ".join(cmdline(child, self.proc))[:100] or "?"))
             else:
                 running.add(pid)
                 running.update(descendants(pid))
@@ -180,54 +172,16 @@ class Cleaner:
     # ------------------------------------------------------------ mounts
     def find_mounts(self) -> list[Mount]:
         hits = []
-        containers = os.path.join(self.udocker_root, "")
+        in_store = os.path.join(self.udocker_root, "")  # an overlay's layers named in its options
         for m in read_mounts(self.mountinfo):
             if _under(m.mountpoint, self.udocker_root) or any(
                     _under(m.mountpoint, r, strictly=False) for r in self.rootfs_dirs):
                 hits.append(m)
-            elif m.fstype == "overlay" and containers in m.options:
+            elif m.fstype == "overlay" and in_store in m.options:
                 hits.append(m)
         # deepest first; among equals the newest (stacked on top) first
         order = {id(m): i for i, m in enumerate(hits)}
         return sorted(hits, key=lambda m: (_depth(m.mountpoint), order[id(m)]), reverse=True)
-
-    # ------------------------------------------------------------ directories
-    def find_dirs(self) -> list[str]:
-        containers = os.path.join(self.udocker_root, "containers")
-        try:
-            return sorted(os.path.join(containers, d) for d in os.listdir(containers))
-        except OSError:
-            return []
-
-    def _busy_dirs(self, running: set[int]) -> dict[str, int]:
-        """Container directories a running container uses: {dir: pid}."""
-        import re
-
-        containers = os.path.join(self.udocker_root, "containers", "")
-        pattern = re.compile(re.escape(containers) + r"([^/\s,:]+)")
-        busy: dict[str, int] = {}
-        try:
-            own_ns = os.readlink("/proc/self/ns/mnt")
-        except OSError:
-            own_ns = None
-        for pid in sorted(running):
-            texts = []
-            for link in ("root", "cwd"):
-                try:
-                    texts.append(os.readlink(os.path.join(self.proc, str(pid), link)))
-                except OSError:
-                    pass
-            # a container's own mount table (not the host's: leaked mounts show there too)
-            try:
-                ns = os.readlink(os.path.join(self.proc, str(pid), "ns", "mnt"))
-                if ns != own_ns:
-                    texts.append(Path(self.proc, str(pid), "mountinfo").read_text())
-            except OSError:
-                pass
-            for text in texts:
-                for name in pattern.findall(text):
-                    busy.setdefault(containers + name, pid)
-        return busy
 
     # ------------------------------------------------------------ all
     def _targets(self):
@@ -241,29 +195,21 @@ class Cleaner:
                 self.skipped.append(Action("cgroup", cg, f"a running container's (PID {users[0]})"))
             else:
                 cgroups.append(cg)
-        busy = self._busy_dirs(running)
-        dirs = []
-        for d in self.find_dirs():
-            if d in busy:
-                self.skipped.append(Action("directory", d, f"a running container's (PID {busy[d]})"))
-            else:
-                dirs.append(d)
-        runtimes = sorted(p for p in running if _is_runtime(_cmdline(self.proc, p)))
+        runtimes = sorted(p for p in running if _is_runtime(cmdline(p, self.proc)))
         for pid in runtimes:
             self.skipped.append(Action("process", str(pid), "a running container: " +
-                                       " ".join(_cmdline(self.proc, pid))[:100]))
-        return sorted(stray.items()), cgroups, dirs
+                                       " ".join(cmdline(pid, self.proc))[:100]))
+        return sorted(stray.items()), cgroups
 
     def plan(self) -> list[Action]:
-        procs, cgroups, dirs = self._targets()
+        procs, cgroups = self._targets()
         actions = [Action("process", str(pid), why) for pid, why in procs]
         actions += [Action("cgroup", d, _count(len(_cgroup_pids(d)), "process", "processes")) for d in cgroups]
         actions += [Action("mount", m.mountpoint, f"{m.fstype} {m.source}".strip()) for m in self.find_mounts()]
-        actions += [Action("directory", d, "container state") for d in dirs]
         return actions
 
     def run(self) -> list[Action]:
-        procs, cgroups, dirs = self._targets()
+        procs, cgroups = self._targets()
         done: list[Action] = []
         # 1. processes
         for pid, why in procs:
@@ -282,7 +228,7 @@ class Cleaner:
         for cg in cgroups:
             a = Action("cgroup", cg)
             try:
-                killed = _remove_cgroup(cg, self.kill_timeout)
+                killed = remove_cgroup(cg, self.kill_timeout)
                 a.detail = f"killed {_count(killed, 'process', 'processes')}" if killed else "empty"
                 a.done = True
             except OSError as e:
@@ -299,49 +245,17 @@ class Cleaner:
                 if m.mount_id not in {n.mount_id for n in read_mounts()}:
                     continue
                 a = Action("mount", m.mountpoint, f"{m.fstype} {m.source}".strip())
-                err = _umount(m.mountpoint)
+                err = detach(m.mountpoint)
                 if err is None:
                     a.done = True
                 else:
                     a.error = err
                     failed[m.mountpoint] = a
                 done.append(a)
-        # 4. container directories
-        remaining = [m.mountpoint for m in self.find_mounts()]
-        for d in dirs:
-            a = Action("directory", d, "container state")
-            if any(_under(mp, d, strictly=False) for mp in remaining):
-                a.error = "still has mounts below it"
-            else:
-                try:
-                    _rmtree(d)
-                    a.done = True
-                except OSError as e:
-                    a.error = f"{e.strerror or e}: {getattr(e, 'filename', '') or ''}".strip(": ")
-            done.append(a)
         return done
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _cmdline(proc: str, pid: int) -> list[str]:
-    try:
-        raw = Path(proc, str(pid), "cmdline").read_bytes()
-    except OSError:
-        return []
-    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
-
-
-def _ppid(proc: str, pid: int) -> int | None:
-    try:
-        stat = Path(proc, str(pid), "stat").read_text()
-    except OSError:
-        return None
-    try:
-        return int(stat.rsplit(")", 1)[1].split()[1])
-    except (IndexError, ValueError):
-        return None
 
 
 def _is_runtime(argv: list[str]) -> bool:
@@ -370,17 +284,9 @@ def _is_runtime(argv: list[str]) -> bool:
 def _wait_gone(proc: str, pids: list[int], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while pids and time.monotonic() < deadline:
-        pids = [p for p in pids if _alive(proc, p)]
+        pids = [p for p in pids if alive(p, proc)]
         if pids:
             time.sleep(0.02)
-
-
-def _alive(proc: str, pid: int) -> bool:
-    try:
-        state = Path(proc, str(pid), "stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
 
 
 def _cgroup_pids(cg: str) -> list[int]:
@@ -393,7 +299,7 @@ def _cgroup_pids(cg: str) -> list[int]:
     return sorted(pids)
 
 
-def _remove_cgroup(cg: str, timeout: float) -> int:
+def remove_cgroup(cg: str, timeout: float) -> int:
     """Kill everything in CG and below, then rmdir bottom-up. Returns how many were killed."""
     killed = 0
     kill_file = Path(cg, "cgroup.kill")  # cgroup v2, Linux 5.14+
@@ -428,39 +334,6 @@ def _remove_cgroup(cg: str, timeout: float) -> int:
                     raise
                 time.sleep(0.05)
     return killed
-
-
-_libc = None
-
-
-def _umount(target: str) -> str | None:
-    """umount2(target, 0), then lazily; None on success, else the error."""
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    path = os.fsencode(target)
-    if _libc.umount2(path, 0) == 0:
-        return None
-    if _libc.umount2(path, MNT_DETACH) == 0:
-        return None
-    e = ctypes.get_errno()
-    return os.strerror(e) if e else "umount failed"
-
-
-def _rmtree(path: str) -> None:
-    def onerror(func, p, exc):
-        # overlayfs leaves work/work with mode 000; make it writable and retry
-        try:
-            os.chmod(os.path.dirname(p), 0o700)
-            os.chmod(p, 0o700)
-        except OSError:
-            pass
-        func(p)
-
-    if os.path.islink(path) or not os.path.isdir(path):
-        os.unlink(path)
-    else:
-        shutil.rmtree(path, onerror=onerror)
 
 
 def default_rootfs_dirs() -> list[str]:

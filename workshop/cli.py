@@ -12,7 +12,7 @@ import sys
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
     if args in ([], ["progress"]):
-        from .progress import render
+        from .views.progress import render
 
         try:
             render()

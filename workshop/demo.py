@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import paths
+from . import meta, paths
 
 # one 64 MiB buffer: dd holds it in memory while it copies it
 MEMORY_HOG = ["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"]
@@ -48,14 +48,10 @@ SCENES = [
 
 
 def newest_solution() -> int | None:
-    best = None
-    sol = paths.root() / "solutions"
-    if sol.is_dir():
-        for d in sol.iterdir():
-            if d.name.startswith("step") and d.name[4:].isdigit() and (d / "udocker" / "__main__.py").exists():
-                n = int(d.name[4:])
-                best = n if best is None or n > best else best
-    return best
+    """The newest step whose solutions/stepN folder holds a runtime."""
+    found = [n for n, folder in paths.step_folders("solutions").items()
+             if (folder / "udocker" / "__main__.py").exists()]
+    return found[-1] if found else None
 
 
 def ensure_rootfs(dest: str | None, say) -> Path:
@@ -80,7 +76,7 @@ def run(step: int | None = None, impl: str | None = None, rootfs_dir: str | None
     g = glyphs()
     if impl:
         folder = Path(impl).resolve()
-        step = step if step is not None else 99
+        step = step if step is not None else meta.numbers()[-1]  # a folder of unknown step: any scene
     else:
         step = newest_solution() if step is None else step
         if step is None:

@@ -32,7 +32,7 @@ CLONE_NEWUTS = 0x04000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 NAMESPACES = {"uts": CLONE_NEWUTS, "pid": CLONE_NEWPID, "mount": CLONE_NEWNS, "user": CLONE_NEWUSER}
-NOBODY = 65534
+NOBODY_UID = 65534  # the user nobody (also the kernel's overflow id)
 PR_SET_DUMPABLE = 4
 
 
@@ -208,8 +208,8 @@ def check_unprivileged_userns() -> Check:
 
     # the sysctls say what is wrong; the proof is doing what step 5 does, as an ordinary user
     if os.geteuid() == 0:
-        err = _in_child(_rootless_probe, as_uid=NOBODY)
-        who = "nobody (uid 65534)"
+        err = _in_child(_rootless_probe, as_uid=NOBODY_UID)
+        who = f"nobody (uid {NOBODY_UID})"
     else:
         err = _in_child(_rootless_probe)
         who = f"uid {os.geteuid()}"
@@ -284,7 +284,7 @@ def check_setpriv() -> Check:
     path = shutil.which("setpriv") or next((p for p in ("/usr/bin/setpriv", "/bin/setpriv") if os.path.exists(p)), None)
     if path:
         return Check("setpriv", True, f"{path} (util-linux)")
-    return Check("setpriv", False, "setpriv is missing (the step 5 tests run the runtime as nobody with it)",
+    return Check("setpriv", False, "setpriv is missing (the step 5 tests run the runtime as an ordinary user with it)",
                  "apt-get install util-linux")
 
 

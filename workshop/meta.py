@@ -1,30 +1,57 @@
-"""Step metadata from steps.toml: titles, goals, hints, man pages.
+"""Step metadata from workshop/steps.toml: the steps, their titles, goals, hints, man pages, and
+the diagnoses of failures that many checks share.
 
-Standard library only (tomllib), cheap to import: the step suites' conftest
-calls :func:`check_hint` to put a hint in a failing check's message::
+:func:`numbers` is THE list of steps: everything that goes through the steps
+(the matrix, `workshop progress` and `check`, the tooling tests, the VM lane,
+the benchmark) asks it. Standard library only (tomllib), cheap to import::
 
-    from workshop.meta import check_hint
-    hint = check_hint(5, "test_rootless_uid_is_root_inside")   # str or None
+    from workshop import meta
+    meta.numbers()                                              # [0, 1, ..., 8]
+    meta.check_hint(5, "test_rootless_user_is_root_inside")    # str or None
 
-``WORKSHOP_STEPS_TOML`` points at another file (the tool's own tests use it).
+The file is the repository's (``paths.root()/workshop/steps.toml``, so that a
+miniature repository in WORKSHOP_HOME brings its own), else the package's.
 """
 
 from __future__ import annotations
 
-import os
 import tomllib
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-DEFAULT_FILE = Path(__file__).resolve().with_name("steps.toml")
+from . import paths
+
+PACKAGE_FILE = Path(__file__).resolve().with_name("steps.toml")
 
 
-def _file() -> Path:
-    return Path(os.environ.get("WORKSHOP_STEPS_TOML") or DEFAULT_FILE)
+@dataclass(frozen=True)
+class Diagnosis:
+    """One symptom that many checks can share (a [[diagnosis]] of steps.toml).
+
+    A failed check shows it when every regular expression of MATCH is found in
+    its field of that name: stderr or stdout (the runtime's), got, expected,
+    command, message (everything the check said).
+    """
+
+    name: str
+    step: int  # the step whose "When it goes wrong" explains it
+    symptom: str
+    fix: str
+    match: dict
+    read: str = ""  # where the guide explains it, when not in step STEP's "When it goes wrong"
+
+    def where(self) -> str:
+        return self.read or f"step {self.step}'s \"When it goes wrong\" (workshop show {self.step})"
+
+
+def file() -> Path:
+    own = paths.root() / "workshop" / "steps.toml"
+    return own if own.is_file() else PACKAGE_FILE
 
 
 @lru_cache(maxsize=4)
-def _load(path: str) -> dict[int, dict]:
+def _load(path: str) -> dict:
     with open(path, "rb") as f:
         data = tomllib.load(f)
     steps: dict[int, dict] = {}
@@ -44,15 +71,23 @@ def _load(path: str) -> dict[int, dict]:
             "hints": list(entry.get("hints", [])),
             "checks": checks,
         }
-    return dict(sorted(steps.items()))
+    diagnoses = [Diagnosis(d["name"], int(d["step"]), d["symptom"], d["fix"], dict(d["match"]), d.get("read", ""))
+                 for d in data.get("diagnosis", [])]
+    kinds = {name: value.get("hint", "") for name, value in (data.get("failure") or {}).items()}
+    return {"steps": dict(sorted(steps.items())), "diagnoses": diagnoses, "kinds": kinds}
+
+
+def _data() -> dict:
+    return _load(str(file()))
 
 
 def load() -> dict[int, dict]:
     """{step number: {number, title, goal, learn, read, hints, checks}}."""
-    return _load(str(_file()))
+    return _data()["steps"]
 
 
 def numbers() -> list[int]:
+    """The workshop's steps, in order: the one list of them."""
     return list(load())
 
 
@@ -68,14 +103,14 @@ def title(n: int) -> str:
     return step(n)["title"]
 
 
-def _check_key(test_name: str) -> str:
+def check_key(test_name: str) -> str:
     """'tests/step5/test_x.py::TestY::test_z[a-b]' -> 'test_z'."""
     name = test_name.rsplit("::", 1)[-1]
     return name.split("[", 1)[0]
 
 
 def check(n: int, test_name: str) -> dict | None:
-    return step(n)["checks"].get(_check_key(test_name))
+    return step(n)["checks"].get(check_key(test_name))
 
 
 def check_hint(n: int, test_name: str) -> str | None:
@@ -90,3 +125,16 @@ def check_read(n: int, test_name: str) -> list[str]:
     if c and c["read"]:
         return c["read"]
     return step(n)["read"]
+
+
+def hint_for(n: int | None, test_name: str, kind: str = "check") -> str | None:
+    """The hint for a failed check: its kind's ([failure.KIND] of steps.toml: a leak, a hang)
+    when it has one, else the check's own."""
+    hint = _data()["kinds"].get(kind)
+    if hint:
+        return hint
+    return check_hint(n, test_name) if n is not None else None
+
+
+def diagnoses() -> list[Diagnosis]:
+    return list(_data()["diagnoses"])

@@ -1,10 +1,15 @@
-"""Read a mount table: /proc/PID/mountinfo, as proc(5) lays it out.
+"""Read a mount table: /proc/PID/mountinfo, as proc(5) lays it out; and unmount.
 
 One parser for the workshop's checks, its tests and `workshop clean`. Paths are
 as the reading process's view of PID sees them (relative to PID's root).
 """
+import ctypes
+import ctypes.util
+import os
 import re
 from dataclasses import dataclass
+
+MNT_DETACH = 2
 
 _ESCAPE = re.compile(r"\\([0-7]{3})")  # the kernel escapes space, tab, newline and \ as \ooo
 
@@ -49,3 +54,19 @@ def read(path: str = "/proc/self/mountinfo") -> list[Mount]:
             return parse(file.read())
     except OSError:
         return []
+
+
+_libc = None
+
+
+def detach(target: str) -> str | None:
+    """Unmount TARGET: umount2(TARGET, 0), else lazily (MNT_DETACH) when it is busy.
+    None when it is unmounted, else the error."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    path = os.fsencode(target)
+    if _libc.umount2(path, 0) == 0 or _libc.umount2(path, MNT_DETACH) == 0:
+        return None
+    error = ctypes.get_errno()
+    return os.strerror(error) if error else "umount failed"

@@ -56,6 +56,27 @@ def give_to_owner(path: Path, recursive: bool = False) -> None:
             pass
 
 
+def step_folders(kind: str) -> dict[int, Path]:
+    """{N: KIND/stepN} for every step of steps.toml whose folder holds a udocker package
+    (KIND: "solutions" or "steps"), in step order."""
+    from . import meta
+
+    folders = {n: root() / kind / f"step{n}" for n in meta.numbers()}
+    return {n: folder for n, folder in folders.items() if (folder / "udocker").is_dir()}
+
+
+_SUITE = re.compile(r"(?:^|/)tests/step(\d+)(?:/|$)")
+
+
+def suite_step(test: str | os.PathLike) -> int | None:
+    """N for a test of tests/stepN (a path or a pytest node id), None for any other test."""
+    path = str(test).replace("\\", "/").split("::", 1)[0]
+    if not path.startswith("/"):
+        path = "/" + path
+    found = _SUITE.findall(path)
+    return int(found[-1]) if found else None
+
+
 def state_dir() -> Path:
     return root() / ".workshop"
 

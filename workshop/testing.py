@@ -1,7 +1,7 @@
 """Test support for the step suites: run the CLI, watch a running container, look at the host.
 
 The step tests are black-box: they run ``python3 -m udocker`` as a subprocess
-(as root, or as nobody through setpriv) and check what it prints, how it
+(as root, or as the unprivileged ROOTLESS_UID through setpriv) and check what it prints, how it
 exits, and what the host's /proc and /sys/fs/cgroup say about it. conftest.py
 hands tests an :class:`Udocker` as the ``udocker`` fixture::
 
@@ -15,9 +15,13 @@ hands tests an :class:`Udocker` as the ``udocker`` fixture::
             ...
             c.finish(input="\\n").expect_exit(0)
 
-Every failure message says ``expected X, got Y`` followed by the exact command
-line, its exit code, stdout and stderr. Every subprocess has a timeout; a hung
-container fails the test and is killed with all its processes.
+A failed check raises :class:`CheckFailure`: an AssertionError that carries
+what was expected, what came instead, the exact command line and the
+runtime's output (exit code, stdout, stderr), each bounded to a few lines.
+Plain pytest shows it as ``expected X, got Y`` and the command; `workshop
+check` reads the fields. Every runtime has a timeout, and none outlives
+:data:`LIFETIME` seconds: a hung container fails the test and is killed with
+all its processes.
 """
 
 from __future__ import annotations
@@ -35,18 +39,22 @@ from pathlib import Path
 
 from workshop import mountinfo
 from workshop.environment import cgroup_layout
+from workshop.procfs import all_pids, cmdline, environ, ppid_of, read  # noqa: F401 (the step tests' API)
+from workshop.harness.failure import CheckFailure, Output  # noqa: F401 (the step tests' API)
 from workshop.mountinfo import Mount
 
 #: the unprivileged user of rootless runs: not nobody (65534), which is also the kernel's overflow
 #: id, so a runtime that reads its ids after unshare(CLONE_NEWUSER) would pass unnoticed
-NOBODY = 4242
-SETPRIV = ("setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups")
+ROOTLESS_UID = 4242
+SETPRIV = ("setpriv", f"--reuid={ROOTLESS_UID}", f"--regid={ROOTLESS_UID}", "--clear-groups")
 #: the system python: the one a rootless user can run (a pyenv one lives under /root, mode 0700)
 SYSTEM_PYTHON = "/usr/bin/python3"
 #: set in the environment of every runtime the tests start: finds the processes they leave behind
 SESSION_ENV = "WORKSHOP_TEST_SESSION"
 #: seconds a runtime may take; the cgroup-v2 VM lane (software emulation, slow) raises it
 DEFAULT_TIMEOUT = float(os.environ.get("WORKSHOP_TEST_TIMEOUT", "10"))
+#: no runtime a test starts lives longer than this, whatever the test does (or forgets) meanwhile
+LIFETIME = 15 * DEFAULT_TIMEOUT
 
 
 def token(prefix: str = "t") -> str:
@@ -78,25 +86,20 @@ class Result:
     stderr: str
     timed_out: float | None = None
 
+    def output(self) -> Output:
+        return Output.of(self.returncode, self.stdout, self.stderr, self.timed_out)
+
     def describe(self) -> str:
-        lines = [f"$ {self.shown}"]
-        if self.timed_out is not None:
-            lines.append(f"timed out after {self.timed_out:g} s (killed it and all its processes)")
-        if self.returncode is not None and self.returncode < 0:
-            lines.append(f"exit code: the runtime itself died of signal {-self.returncode} "
-                         f"({signal.Signals(-self.returncode).name})")
-        else:
-            lines.append(f"exit code: {self.returncode}")
-        lines.append(f"stdout: {self.stdout!r}")
-        lines.append(f"stderr: {self.stderr!r}")
-        return "\n".join(lines)
+        return "\n".join([f"$ {self.shown}", *self.output().lines()])
 
     def fail(self, message: str):
-        raise AssertionError(f"{message}\n{self.describe()}")
+        """Fail the check with MESSAGE (say what was expected and what came), and this run's output."""
+        raise CheckFailure(problem=message, command=self.shown, output=self.output())
 
     def check(self, ok: bool, expected: str, got: str) -> "Result":
+        """Fail with "expected EXPECTED, got GOT" and this run's output unless OK."""
         if not ok:
-            self.fail(f"expected {expected}, got {got}")
+            raise CheckFailure(expected, got, command=self.shown, output=self.output())
         return self
 
     # -- the common expectations
@@ -106,7 +109,7 @@ class Result:
 
     def expect_finished(self) -> "Result":
         if self.timed_out is not None:
-            self.fail(f"expected the runtime to exit within {self.timed_out:g} s, got a hang")
+            self.check(False, f"the runtime to exit within {self.timed_out:g} s", "a hang")
         return self.expect_no_traceback()
 
     def expect_exit(self, code: int) -> "Result":
@@ -139,33 +142,6 @@ class Result:
 # --------------------------------------------------------------------------- /proc
 
 
-def read(path: str | os.PathLike) -> str | None:
-    try:
-        with open(path, "rb") as f:
-            return f.read().decode(errors="replace")
-    except OSError:
-        return None
-
-
-def cmdline(pid: int) -> list[str]:
-    raw = read(f"/proc/{pid}/cmdline") or ""
-    return raw.split("\0")[:-1] if raw else []
-
-
-def ppid_of(pid: int) -> int | None:
-    stat = read(f"/proc/{pid}/stat")
-    if not stat:
-        return None
-    try:
-        return int(stat.rsplit(")", 1)[1].split()[1])
-    except (IndexError, ValueError):
-        return None
-
-
-def all_pids() -> list[int]:
-    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
-
-
 def descendants(pid: int) -> list[int]:
     """PID's living descendants (children first), from the host's /proc."""
     children: dict[int, list[int]] = {}
@@ -185,7 +161,7 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far, from /proc/PID/stat."""
     stat = read(f"/proc/{pid}/stat")
     if not stat:
-        raise AssertionError(f"cannot read /proc/{pid}/stat (did the process exit?)")
+        raise CheckFailure(problem=f"cannot read /proc/{pid}/stat (did the process exit?)")
     fields = stat.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
@@ -196,7 +172,7 @@ def status_field(pid: int, name: str) -> list[str]:
         key, _, value = line.partition(":")
         if key == name:
             return value.split()
-    raise AssertionError(f"/proc/{pid}/status has no {name} line (did the process exit?)")
+    raise CheckFailure(problem=f"/proc/{pid}/status has no {name} line (did the process exit?)")
 
 
 def open_fds(pid: int | str) -> list[int]:
@@ -204,7 +180,7 @@ def open_fds(pid: int | str) -> list[int]:
     try:
         return sorted(int(fd) for fd in os.listdir(f"/proc/{pid}/fd"))
     except OSError as e:
-        raise AssertionError(f"cannot list /proc/{pid}/fd ({e.strerror}; did the process exit?)") from None
+        raise CheckFailure(problem=f"cannot list /proc/{pid}/fd ({e.strerror}; did the process exit?)") from None
 
 
 def signal_set(pid: int | str, name: str) -> set[str]:
@@ -248,7 +224,7 @@ def process_cgroups(pid: int | str) -> dict[str, Path]:
     cg_mounts = {m.mountpoint: m for m in mounts() if m.fstype in ("cgroup", "cgroup2")}
     text = read(f"/proc/{pid}/cgroup")
     if text is None:
-        raise AssertionError(f"cannot read /proc/{pid}/cgroup (did the process exit?)")
+        raise CheckFailure(problem=f"cannot read /proc/{pid}/cgroup (did the process exit?)")
     result: dict[str, Path] = {}
     for line in text.splitlines():
         hid, controllers, path = line.split(":", 2)
@@ -272,7 +248,7 @@ def cgroup_layout_mount(controller: str) -> Path:
     """The mount point of the hierarchy where CONTROLLER is usable."""
     _, where = cgroup_layout()
     if controller not in where:
-        raise AssertionError(f"no cgroup hierarchy has the {controller} controller")
+        raise CheckFailure(problem=f"no cgroup hierarchy has the {controller} controller")
     return where[controller]
 
 
@@ -300,10 +276,14 @@ def kill_tree(pid: int) -> None:
 
 
 class Container:
-    """A runtime started with Udocker.popen: read its output while it runs, signal it, finish it."""
+    """A runtime started with Udocker.popen: read its output while it runs, signal it, finish it.
+
+    It is killed with all its processes when it still runs LIFETIME seconds after it started,
+    whatever the test does meanwhile: no test can hang on it.
+    """
 
     def __init__(self, argv: list[str], shown: str, env: dict, cwd: str, stdin_data: str | None = None,
-                 pass_fds: tuple = ()):
+                 lifetime: float = LIFETIME, pass_fds: tuple = ()):
         self.argv, self.shown = argv, shown
         print(f"$ {shown}", flush=True)
         self.proc = subprocess.Popen(
@@ -319,11 +299,18 @@ class Container:
         for t in self._readers:
             t.start()
         self.returncode: int | None = None
-        self.rusage = None
         self.timed_out: float | None = None
         self._feeder: threading.Thread | None = None
+        self._watchdog = threading.Timer(lifetime, self._expire, args=(lifetime,))
+        self._watchdog.daemon = True
+        self._watchdog.start()
         if stdin_data is not None:
             self.feed(stdin_data, close=True)
+
+    def _expire(self, lifetime: float) -> None:
+        if self.proc.poll() is None:
+            self.timed_out = lifetime
+            kill_tree(self.pid)
 
     def _pump(self, stream, buffer: bytearray):
         while True:
@@ -391,9 +378,9 @@ class Container:
             exited = self.returncode is not None
             if not exited:
                 self.kill()
-            self.result().fail(
-                f"expected the container to print {text!r}, got "
-                + ("nothing like it before the runtime exited" if exited else f"nothing like it within {timeout:g} s"))
+            self.result().check(False, f"the container to print {text!r}",
+                                "nothing like it before the runtime exited" if exited
+                                else f"nothing like it within {timeout:g} s")
 
     def find_process(self, name: str, tag: str = "", timeout: float = 5.0) -> int:
         """The pid (on the host) of the container's process running NAME (argv[0]'s basename)
@@ -405,10 +392,10 @@ class Container:
                 if argv and os.path.basename(argv[0]) == name and tag in " ".join(argv[1:]):
                     return pid
             if time.monotonic() > deadline or self.proc.poll() is not None:
-                tree = {p: " ".join(cmdline(p)) for p in [self.pid, *descendants(self.pid)]}
+                tree = "\n".join(f"{p} {' '.join(cmdline(p))}" for p in [self.pid, *descendants(self.pid)])
                 self.kill()
-                self.result().fail(f"expected a process {name!r} (with {tag!r} in its arguments) among the "
-                                   f"runtime's processes, got {tree or 'none'}")
+                self.result().check(False, f"a process {name!r} (with {tag!r} in its arguments) among the "
+                                    "runtime's processes", f"these:\n{tree}" if tree else "none")
             time.sleep(0.01)
 
     def signal(self, signum: int) -> None:
@@ -422,15 +409,12 @@ class Container:
               flush=True)
         os.kill(pid, signum)
 
-    def _reap(self, timeout: float | None = None, rusage: bool = False) -> None:
+    def _reap(self, timeout: float | None = None) -> None:
         if self.returncode is not None:
             return
-        if rusage and self.proc.returncode is None:
-            _, status, self.rusage = os.wait4(self.pid, 0)
-            self.proc.returncode = os.waitstatus_to_exitcode(status)
-        else:
-            self.proc.wait(timeout)
+        self.proc.wait(timeout)
         self.returncode = self.proc.returncode
+        self._watchdog.cancel()
         for t in self._readers:
             t.join(2.0)  # a process the runtime left behind may hold the pipes open
         # closing a stream that another thread is reading or writing would block
@@ -449,29 +433,21 @@ class Container:
             kill_tree(self.pid)
             self._reap(timeout=5)
 
-    def finish(self, input: str | None = None, timeout: float = DEFAULT_TIMEOUT, rusage: bool = False) -> Result:
+    def finish(self, input: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> Result:
         """Send INPUT (if any), close stdin, wait for the runtime to exit (or kill it after TIMEOUT)."""
         if input is not None:
             self.feed(input, close=True)
         elif self._feeder is None:
             self.close_stdin()
         deadline = time.monotonic() + timeout
-        while self.proc.poll() is None if not rusage else not self._exited_nowait():
+        while self.proc.poll() is None:
             if time.monotonic() > deadline:
                 self.timed_out = timeout
                 self.kill()
                 return self.result()
             time.sleep(0.005)
-        self._reap(rusage=rusage)
+        self._reap()
         return self.result()
-
-    def _exited_nowait(self) -> bool:
-        """Has the runtime exited? (Without reaping it, so that wait4 can collect its rusage.)"""
-        try:
-            info = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        except ChildProcessError:
-            return True
-        return info is not None
 
     def __enter__(self) -> "Container":
         return self
@@ -486,9 +462,9 @@ class Udocker:
     """One implementation folder (``solutions/step4``, the learner's ``steps/step4``...)."""
 
     impl: Path  # the folder that holds the udocker package
-    shared_impl: Path | None = None  # a world-readable copy, for runs as nobody
+    shared_impl: Path | None = None  # a world-readable copy, for rootless runs
     session: str = field(default_factory=lambda: secrets.token_hex(8))
-    home: Path | None = None  # HOME for runs as nobody
+    home: Path | None = None  # HOME of rootless runs
 
     def __post_init__(self):
         self.impl = Path(self.impl).resolve()
@@ -538,48 +514,13 @@ class Udocker:
             return c.finish(timeout=timeout)
 
 
-# --------------------------------------------------------------------------- what a test may leave behind
-
-
-@dataclass
-class HostState:
-    mounts: set
-    cgroups: set
-    pids: set
-    tmp: set
-
-
-def udocker_cgroups() -> set[str]:
-    """Every cgroup directory named udocker* (not the shared v2 parent 'udocker') in every hierarchy."""
-    found = set()
-    for hierarchy in cgroup_hierarchies():
-        for dirpath, dirnames, _ in os.walk(hierarchy):
-            for d in dirnames:
-                if d.startswith("udocker") and d != "udocker":
-                    found.add(os.path.join(dirpath, d))
-    return found
-
-
-def tmp_entries() -> set[str]:
-    import tempfile
-    dirs = {tempfile.gettempdir(), "/tmp"}
-    found = set()
-    for d in dirs:
-        try:
-            found.update(os.path.join(d, e) for e in os.listdir(d) if e.startswith("udocker"))
-        except OSError:
-            pass
-    return found
-
-
-def snapshot() -> HostState:
-    return HostState(mount_table(), udocker_cgroups(), set(all_pids()), tmp_entries())
+# --------------------------------------------------------------------------- whose processes
 
 
 def ours(pid: int, session: str, paths: list[str]) -> bool:
     """Was process PID started by this test session? (Its environment carries the session's
     token, it descends from this test process, or it lives in / names one of our directories.)"""
-    if session and f"{SESSION_ENV}={session}".encode() in (_read_bytes(f"/proc/{pid}/environ") or b""):
+    if session and f"{SESSION_ENV}={session}".encode() in environ(pid):
         return True
     p, me = pid, os.getpid()
     for _ in range(64):
@@ -594,64 +535,3 @@ def ours(pid: int, session: str, paths: list[str]) -> bool:
     except OSError:
         root = "/"
     return any(path and (path in text or root == path or root.startswith(path + "/")) for path in paths)
-
-
-def _read_bytes(path: str) -> bytes | None:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError:
-        return None
-
-
-#: where a runtime's mounts can land on the host: root filesystems and image stores live here
-WATCHED_MOUNT_DIRS = ("/tmp", "/var/tmp", "/var/lib/udocker", "/var/lib/container-workshop")
-
-
-def _under(path: str, prefixes) -> bool:
-    return any(path == p or path.startswith(p.rstrip("/") + "/") for p in prefixes if p)
-
-
-def leftovers(before: HostState, session: str, paths: list[str], mount_dirs: list[str] = ()) -> list[str]:
-    """What is on the host now that was not in BEFORE and that this session made.
-
-    PATHS: the session's directories (a process living in one, or naming one,
-    is ours). New mounts count when they are in one of PATHS or MOUNT_DIRS, in a
-    temporary or udocker directory, or on top of an existing mount point (proc
-    over /proc): so that a disk someone mounts elsewhere meanwhile does not fail
-    a test.
-    """
-    import tempfile
-
-    problems = []
-    watched = [*WATCHED_MOUNT_DIRS, tempfile.gettempdir(), *paths, *mount_dirs]
-    old_points = {m[1] for m in before.mounts}
-    for m in sorted(mount_table() - before.mounts):
-        if _under(m[1], watched) or m[1] in old_points:
-            problems.append(f"mount {m[2]} {m[3]} on {m[1]}")
-    for d in sorted(udocker_cgroups() - before.cgroups):
-        problems.append(f"cgroup {d}")
-    for pid in sorted(set(all_pids()) - before.pids):
-        if pid != os.getpid() and ours(pid, session, paths):
-            state = (read(f"/proc/{pid}/stat") or "").rsplit(")", 1)[-1].split()[:1]
-            if state:
-                problems.append(f"process {pid} ({' '.join(cmdline(pid)) or '?'}) state {state[0]}")
-    for t in sorted(tmp_entries() - before.tmp):
-        problems.append(f"temporary {t}")
-    return problems
-
-
-def clean_up(problems_before: list[str], before: HostState, session: str, paths: list[str]) -> None:
-    """Kill the processes and remove the cgroups a test left, so that the next test starts clean."""
-    for pid in sorted(set(all_pids()) - before.pids):
-        if pid != os.getpid() and ours(pid, session, paths):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-    time.sleep(0.1)
-    for d in sorted(udocker_cgroups() - before.cgroups, key=len, reverse=True):
-        try:
-            os.rmdir(d)
-        except OSError:
-            pass

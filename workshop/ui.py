@@ -7,7 +7,7 @@ import os
 import sys
 
 
-def _utf8(stream) -> bool:
+def is_utf8(stream) -> bool:
     enc = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
     return enc in ("utf8", "utf8sig")
 
@@ -42,11 +42,11 @@ def console(stderr: bool = False):
         width = width or 100
         stream = _NoTrailingSpace(stream)
     return Console(file=stream, stderr=stderr, highlight=False, width=width,
-                   safe_box=not _utf8(stream), emoji=False)
+                   safe_box=not is_utf8(stream), emoji=False)
 
 
 def glyphs() -> dict[str, str]:
-    if _utf8(sys.stdout):
+    if is_utf8(sys.stdout):
         return {"ok": "✓", "fail": "✗", "todo": "·", "warn": "!", "arrow": "→", "dash": "–", "dot": "·"}
     return {"ok": "ok", "fail": "FAIL", "todo": "-", "warn": "!", "arrow": "->", "dash": "-", "dot": "-"}
 

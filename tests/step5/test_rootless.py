@@ -4,7 +4,7 @@ udocker creates a user namespace in which that user is root (uid 0 <-> 4242, one
 import random
 
 from workshop import testing
-from workshop.testing import NOBODY, hold, token
+from workshop.testing import ROOTLESS_UID, hold, token
 
 
 def test_rootless_user_is_root_inside(udocker, rootfs):
@@ -19,9 +19,9 @@ def test_rootless_container_runs_as_the_user_on_the_host(udocker, rootfs):
         uids, gids = testing.status_field(pid, "Uid"), testing.status_field(pid, "Gid")
         result = c.finish(input="\n")
     result.expect_exit(0)
-    result.check(uids == [str(NOBODY)] * 4, f"Uid {NOBODY} (real, effective, saved, fs) in /proc/{pid}/status",
+    result.check(uids == [str(ROOTLESS_UID)] * 4, f"Uid {ROOTLESS_UID} (real, effective, saved, fs) in /proc/{pid}/status",
                  " ".join(uids))
-    result.check(gids == [str(NOBODY)] * 4, f"Gid {NOBODY} in /proc/{pid}/status", " ".join(gids))
+    result.check(gids == [str(ROOTLESS_UID)] * 4, f"Gid {ROOTLESS_UID} in /proc/{pid}/status", " ".join(gids))
 
 
 def test_rootless_id_maps_map_0_to_the_user(udocker, rootfs):
@@ -34,7 +34,7 @@ def test_rootless_id_maps_map_0_to_the_user(udocker, rootfs):
         result = c.finish(input="\n")
     result.expect_exit(0)
     for name in ("uid_map", "gid_map"):
-        result.check(maps[name] == f"0 {NOBODY} 1", f"/proc/{pid}/{name} '0 {NOBODY} 1' (read from the host)",
+        result.check(maps[name] == f"0 {ROOTLESS_UID} 1", f"/proc/{pid}/{name} '0 {ROOTLESS_UID} 1' (read from the host)",
                      repr(maps[name]))
     result.check(maps["setgroups"] == "deny", f"/proc/{pid}/setgroups 'deny'", repr(maps["setgroups"]))
 

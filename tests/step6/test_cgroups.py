@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from workshop import testing
+from workshop.harness import leaks
 from workshop.testing import hold, token
 
 MiB = 1024 * 1024
@@ -186,14 +187,14 @@ def test_rootless_limits_are_refused(udocker, rootfs):
 def test_a_signal_right_after_the_cgroup_is_made_leaves_nothing(udocker, rootfs, signum):
     """A signal the instant mkdir(2) made the cgroup (a test hook sends it): udocker ends with 128+N,
     as the signal would have ended it, and removes what it made first."""
-    before = testing.udocker_cgroups()
+    before = leaks.udocker_cgroups()
     env = {"PYTHONPATH": f"{HERE / 'hooks'}{os.pathsep}{udocker.impl}",
            "WORKSHOP_SIGNAL_AFTER_CGROUP_MKDIR": str(int(signum))}
     print(f"# WORKSHOP_SIGNAL_AFTER_CGROUP_MKDIR={int(signum)}: tests/step6/hooks/sitecustomize.py sends "
           f"{signum.name} right after the mkdir of the container's cgroup")
     result = udocker.run("run", "-m", "64m", "--pids-limit", "50", rootfs, "true", env=env)
     result.expect_exit(128 + signum)
-    left = sorted(testing.udocker_cgroups() - before)
+    left = sorted(leaks.udocker_cgroups() - before)
     result.check(not left, f"no cgroup left after {signum.name} during start-up", f"still there: {left}")
 
 

@@ -11,6 +11,7 @@ import signal
 import time
 
 from workshop import testing
+from workshop.harness import leaks
 
 BUSYBOX = "workshop/busybox:latest"
 # prints the container id (its hostname), then waits; after a line on stdin, uses its layers again
@@ -88,7 +89,7 @@ def test_the_container_does_not_inherit_the_lease(cli):
 
 def test_a_runtime_killed_with_9_leaves_no_lease_that_blocks_rmi(cli):
     cli.pulled(BUSYBOX)
-    cgroups_before = testing.udocker_cgroups()
+    cgroups_before = leaks.udocker_cgroups()
     with cli.popen("run", cli.ref(BUSYBOX), "sh", "-c", SCRIPT) as container:
         container.wait_for("ready")
         below = testing.descendants(container.pid)
@@ -111,7 +112,7 @@ def test_a_runtime_killed_with_9_leaves_no_lease_that_blocks_rmi(cli):
 def _remove_cgroups_of_the_killed_runtime(before):
     """A runtime killed with -9 cannot remove its cgroup (step 6): do it once its processes are gone."""
     deadline = time.monotonic() + 5
-    for directory in sorted(testing.udocker_cgroups() - before, key=len, reverse=True):
+    for directory in sorted(leaks.udocker_cgroups() - before, key=len, reverse=True):
         while True:
             try:
                 os.rmdir(directory)

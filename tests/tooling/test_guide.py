@@ -1,16 +1,19 @@
-"""workshop.md and workshop/steps.toml describe the same steps, with the same names."""
+"""workshop.md and workshop/steps.toml describe the same steps, with the same names.
+
+The guide is read with workshop.guide, the parser `workshop show` uses; the repository is
+paths.root()'s (WORKSHOP_HOME, else this checkout). (Static: `workshop dev check` runs these.)
+"""
 import re
-from pathlib import Path
 
-from workshop import meta
+from workshop import guide, meta, paths
 
-REPO = Path(__file__).resolve().parents[2]
-GUIDE = (REPO / "workshop.md").read_text()
+REPO = paths.root()
+SECTIONS = guide.sections()
 
 
 def test_every_step_has_a_section_titled_as_in_the_metadata():
-    headings = dict(re.findall(r"^## Step (\d+): (.+?)\s*$", GUIDE, re.M))
-    titles = {str(number): step["title"] for number, step in meta.load().items()}
+    headings = {n: section.title for n, section in SECTIONS.items()}
+    titles = {number: step["title"] for number, step in meta.load().items()}
     assert headings == titles, "workshop.md's '## Step N: Title' headings differ from workshop/steps.toml's titles"
 
 
@@ -26,9 +29,9 @@ def enclosing_function(source, offset):
 
 def test_the_guide_names_every_function_the_learner_writes():
     """Each TODO of steps/stepN inside a function: the guide's section for step N names that function."""
-    sections = dict(re.findall(r"^## Step (\d+): .*?$(.*?)(?=^## |\Z)", GUIDE, re.M | re.S))
     unnamed = set()
-    for number, text in sections.items():
+    for number, section in SECTIONS.items():
+        text = section.text
         for path in (REPO / "steps" / f"step{number}").rglob("*.py"):
             source = path.read_text()
             for match in re.finditer(rf"# TODO\(step {number}\)", source):

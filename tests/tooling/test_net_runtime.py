@@ -260,7 +260,7 @@ def test_rootless_publish(sandbox, userns):
             got = exchange(client, b"rootless")
         check(got == b"rootlessbye", "b'rootlessbye'", got)
         owner = os.stat(f"/proc/{run.pid}").st_uid
-        check(owner == testing.NOBODY, f"the runtime running as uid {testing.NOBODY}", owner)
+        check(owner == testing.ROOTLESS_UID, f"the runtime running as uid {testing.ROOTLESS_UID}", owner)
         check(netsandbox.netns_inode(pid) != sandbox.inode, "the container in its own network namespace", "the sandbox's")
         run.write("exit 0\n")
         run.finish().expect_exit(0)

@@ -1,14 +1,14 @@
 """Tests of the `workshop` command (workshop/cli.py, workshop/commands.py and helpers).
 
 Most run the real command in a subprocess against a miniature repository
-(WORKSHOP_HOME): two steps, a runtime that is a few lines of Python, a
+(WORKSHOP_HOME): the suites of two steps, with this repository's conftest.py,
+steps.toml and pytest settings, a runtime that is a few lines of Python, a
 learner's folder that is broken on purpose. A few run against this repository
-(steps.toml against the real step suites, `workshop demo`, pristine copies).
+(`workshop demo`, pristine copies).
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import re
@@ -22,11 +22,10 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+from tooling.miniature import REPO, miniature
+from workshop import meta
 
-from workshop import meta  # noqa: E402
-from workshop.pytest_report import parse_fields  # noqa: E402
+STEPS = meta.numbers()  # the mini repository has this repository's steps.toml
 
 # --------------------------------------------------------------------------- a miniature repository
 
@@ -62,45 +61,21 @@ if args[:1] == ["--help"]:
 sys.exit(0)
 '''
 
-CONFTEST = '''\
-import os, shlex, subprocess, sys
-from pathlib import Path
-import pytest
-
-ROOT = Path(__file__).resolve().parent
-
-def pytest_addoption(parser):
-    parser.addoption("--impl", default=None)
-
-@pytest.fixture
-def udocker(request):
-    impl = Path(request.config.getoption("--impl") or ROOT / "solutions" / "step1").resolve()
-    def run(*args):
-        shown = f"PYTHONPATH={impl} python3 -m udocker " + shlex.join(args)
-        r = subprocess.run([sys.executable, "-m", "udocker", *args], capture_output=True, text=True,
-                           env=dict(os.environ, PYTHONPATH=str(impl)), timeout=20)
-        r.describe = f"$ {shown}\\nexit code: {r.returncode}\\nstdout: {r.stdout!r}\\nstderr: {r.stderr!r}"
-        return r
-    return run
-'''
-
 STEP0_TESTS = '''\
 def test_help_exits_0_and_mentions_run(udocker):
     """udocker --help works"""
-    r = udocker("--help")
-    assert r.returncode == 0 and "run" in r.stdout, f"expected exit code 0, got {r.returncode}\\n{r.describe}"
+    result = udocker.run("--help").expect_exit(0)
+    result.check("run" in result.stdout, "the help to name `run`", repr(result.stdout))
 '''
 
 STEP1_TESTS = '''\
 def test_stdout_and_stderr_are_the_commands(udocker):
     """the command's output is the container's"""
-    r = udocker("run", "img", "echo", "hi")
-    assert r.stdout == "hi\\n", f"expected stdout 'hi\\\\n', got {r.stdout!r}\\n{r.describe}"
+    udocker.run("run", "img", "echo", "hi").expect_stdout("hi\\n")
 
 def test_exit_status_is_the_commands(udocker):
     """the exit status is the command's"""
-    r = udocker("run", "img", "sh", "-c", "exit 3")
-    assert r.returncode == 3, f"expected exit code 3, got {r.returncode}\\n{r.describe}"
+    udocker.run("run", "img", "sh", "-c", "exit 3").expect_exit(3)
 '''
 
 GUIDE = '''\
@@ -135,9 +110,8 @@ def _git(repo: Path, *args: str) -> None:
 @pytest.fixture
 def mini(tmp_path, monkeypatch) -> Path:
     """A miniature workshop repository (a git checkout) in WORKSHOP_HOME."""
-    repo = tmp_path / "repo"
+    repo = miniature(tmp_path / "repo", "workshop/steps.toml")
     files = {
-        "conftest.py": CONFTEST,
         "tests/step0/test_cli.py": STEP0_TESTS,
         "tests/step1/test_run.py": STEP1_TESTS,
         "solutions/step0/udocker/__main__.py": STARTING.replace("# TODO(step 1): fork, exec the command, "
@@ -237,7 +211,7 @@ def test_check_fixed_step_records_passing_and_progress_moves_on(mini):
     record(mini, 0, 1, 1)
     assert state_of(mini)["steps"]["1"]["status"] == "passing"
     r = workshop()
-    assert "2 of 9 steps pass" in r.stdout
+    assert f"2 of {len(STEPS)} steps pass" in r.stdout
     assert re.search(r"1  Run a command\s+✓ passing\s+3/3", r.stdout), r.stdout
     assert "Next: step 2, A hostname of its own" in r.stdout
 
@@ -271,6 +245,109 @@ def test_check_only_and_keyword(mini):
     assert list(data["steps"]) == ["1"] and "tests/step0" not in data["command"]
     r = workshop("check", "1", "-k", "exit_status", "--json")
     assert [c["name"] for c in json.loads(r.stdout)["checks"]] == ["test_exit_status_is_the_commands"]
+
+
+def test_check_with_a_keyword_that_matches_nothing_says_so(mini):
+    r = workshop("check", "1", "-k", "no_such_check")
+    assert r.returncode == 2, r.stdout
+    assert "no check of steps 0–1 matches -k 'no_such_check' (3 checks left out)" in " ".join(r.stdout.split())
+    assert "set-up" not in r.stdout and "not with your code" not in r.stdout
+    assert not (mini / ".workshop" / "state.json").exists()
+
+
+def test_progress_and_hints_follow_the_last_full_check_only(mini):
+    workshop("check", "1")
+    assert state_of(mini)["steps"]["1"]["status"] == "failing"
+    shutil.copy(mini / "solutions" / "step1" / "udocker" / "__main__.py",
+                mini / "steps" / "step1" / "udocker" / "__main__.py")
+    workshop("check", "1", "-k", "exit_status")  # passes, but checks only some: no verdict
+    workshop("check", "1", "--only")
+    assert state_of(mini)["steps"]["1"]["status"] == "failing"
+    assert "test_exit_status_is_the_commands:" in workshop("hint", "1").stdout
+    workshop("check", "1")
+    steps = state_of(mini)["steps"]
+    assert steps["1"]["status"] == "passing" and steps["1"]["failing"] == []
+    # step 1's check ran step 0's checks: a learner who started at step 1 is not sent back to step 0
+    assert steps["0"]["status"] == "passing" and steps["0"]["through"] == 1
+    out = workshop().stdout
+    assert "Next: step 2" in out and re.search(r"0  The command line\s+✓ passing \(with step 1\)", out), out
+    assert "failed last time" not in workshop("hint", "1").stdout
+
+
+def test_check_names_are_never_broken_across_lines(mini):
+    r = workshop("check", "1", env={"COLUMNS": "60"})
+    lines = r.stdout.splitlines()
+    for name in ("test_stdout_and_stderr_are_the_commands", "test_exit_status_is_the_commands"):
+        assert any(name in line for line in lines), f"{name} is broken across lines:\n{r.stdout}"
+
+
+NETWORK_TEST = """
+import pytest
+
+@pytest.mark.network
+def test_pull_from_docker_hub(udocker):
+    udocker.run("pull", "busybox").expect_exit(0)
+"""
+
+
+def test_check_leaves_the_network_checks_out_when_docker_hub_does_not_answer(mini):
+    (mini / "tests" / "step1" / "test_hub.py").write_text(NETWORK_TEST)
+    shutil.copy(mini / "solutions" / "step1" / "udocker" / "__main__.py",
+                mini / "steps" / "step1" / "udocker" / "__main__.py")
+    r = workshop("check", "1", env={"WORKSHOP_DOCKER_HUB_PROBE": "127.0.0.1:9"})
+    assert r.returncode == 0, r.stdout
+    out = " ".join(r.stdout.split())
+    assert ("1 check that needs Docker Hub was not run (127.0.0.1:9 cannot be reached from this machine "
+            "([Errno 111] Connection refused)); where Docker Hub answers, `workshop check 1` runs it too.") in out
+    assert "-m 'not network'" not in out and "step 1: all 2 checks pass" in out
+    assert state_of(mini)["steps"]["1"]["status"] == "passing"
+    data = json.loads(workshop("check", "1", "--offline", "--json").stdout)
+    assert data["ok"] and data["offline"]["reason"] == "--offline was given"
+    assert data["offline"]["checks"] == ["tests/step1/test_hub.py::test_pull_from_docker_hub[steps/step1]"]
+
+
+SIMULATED_TEST = """
+import pytest
+
+@pytest.mark.simulated("cgroup v2: this machine has v1 or hybrid cgroups; the workshop VM runs it for real")
+def test_v2_driver_writes_the_limits(udocker):
+    udocker.run("run", "img", "true").expect_exit(0)
+"""
+
+
+def test_check_says_which_checks_ran_against_a_simulation(mini):
+    (mini / "tests" / "step1" / "test_simulated.py").write_text(SIMULATED_TEST)
+    r = workshop("check", "1", "--solution")
+    out = " ".join(r.stdout.split())
+    assert "test_v2_driver_writes_the_limits (simulated)" in out
+    assert ("1 check (marked simulated) ran against a simulation, not the real kernel: cgroup v2: this machine "
+            "has v1 or hybrid cgroups; the workshop VM runs it for real") in out
+    assert "The other 3 ran against the real kernel of this machine." in out
+    checks = json.loads(workshop("check", "1", "--solution", "--json").stdout)["checks"]
+    assert [c["name"] for c in checks if c["simulated"]] == ["test_v2_driver_writes_the_limits"]
+
+
+BUSY = """\
+import sys
+print("udocker: cannot set up the container: [Errno 16] Device or resource busy: '.'", file=sys.stderr)
+sys.exit(125)
+"""
+
+
+def test_check_shows_one_diagnosis_when_most_checks_fail_the_same_way(mini):
+    (mini / "steps" / "step1" / "udocker" / "__main__.py").write_text(BUSY)
+    r = workshop("check", "1")
+    out = r.stdout
+    assert r.returncode == 1
+    head = out.index("3 of 3 failing checks fail the same way: the container did not start: pivot_root(2) "
+                     "failed with EBUSY")
+    assert "bind-mount the rootfs onto itself" in out and "step 4's \"When it goes wrong\" (workshop show 4)" in out
+    # every explained check in one line, without its own hint
+    assert head < out.index("✗ step 1 · test_exit_status_is_the_commands: expected exit code 3, got 125")
+    assert meta.check_hint(1, "test_exit_status_is_the_commands") not in " ".join(out.split())
+    data = json.loads(workshop("check", "1", "--json").stdout)
+    assert [d["name"] for d in data["diagnoses"]] == ["pivot-root-busy"]
+    assert {c["diagnosis"] for c in data["checks"] if not c["ok"]} == {"pivot-root-busy"}
 
 
 def test_check_usage_errors(mini):
@@ -342,7 +419,7 @@ def test_progress_is_the_default_and_needs_neither_click_nor_rich(mini):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30,
                        env={**os.environ, "PYTHONPATH": str(REPO)})
     assert "LOADED []" in r.stdout, r.stdout + r.stderr
-    assert "0 of 9 steps pass" in r.stdout
+    assert f"0 of {len(STEPS)} steps pass" in r.stdout
     assert workshop("progress").stdout == workshop().stdout
 
 
@@ -350,7 +427,7 @@ def test_progress_states_and_next(mini):
     record(mini, 0, 5, 5)
     record(mini, 1, 1, 3, ["test_exit_status_is_the_commands"])
     out = workshop().stdout
-    assert "1 of 9 steps pass" in out and "11%" in out
+    assert f"1 of {len(STEPS)} steps pass" in out and f"{100 // len(STEPS)}%" in out
     assert re.search(r"0  The command line\s+✓ passing\s+5/5\s+2024-01-01 00:00", out), out
     assert re.search(r"1  Run a command\s+✗ failing\s+1/3", out), out
     assert re.search(r"2  A hostname of its own \(no steps/step2 folder\)\s+· not started", out), out
@@ -360,17 +437,18 @@ def test_progress_states_and_next(mini):
 
 
 def test_progress_when_everything_passes(mini):
-    for s in range(9):
+    for s in STEPS:
         record(mini, s, 1, 1)
     out = workshop().stdout
-    assert "9 of 9 steps pass" in out and "100%" in out and "you have built a container runtime" in out
+    assert f"{len(STEPS)} of {len(STEPS)} steps pass" in out and "100%" in out
+    assert "you have built a container runtime" in out
 
 
 def test_state_file_is_tolerant(mini):
     (mini / ".workshop").mkdir()
     (mini / ".workshop" / "state.json").write_text("{ not json")
     r = workshop()
-    assert r.returncode == 0 and "0 of 9 steps pass" in r.stdout
+    assert r.returncode == 0 and f"0 of {len(STEPS)} steps pass" in r.stdout
 
 
 # --------------------------------------------------------------------------- show, hint
@@ -631,16 +709,14 @@ def _v1_or_v2_pids_hierarchy() -> Path:
     pytest.fail("no cgroup hierarchy with the pids controller on this machine")
 
 
-def test_clean_removes_processes_cgroups_mounts_and_containers(tmp_path):
+def test_clean_removes_processes_cgroups_and_mounts(tmp_path):
     _need_root()
     from workshop.clean import Cleaner
 
     token = os.urandom(4).hex()
     root = tmp_path / "udocker-root"
-    container = root / "containers" / f"c{token}"
+    container = root / "mnt" / f"c{token}"
     (container / "rootfs" / "proc").mkdir(parents=True)
-    (container / "work" / "work").mkdir(parents=True)
-    os.chmod(container / "work" / "work", 0)  # as overlayfs leaves it
     subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(container / "rootfs")], check=True)
     (container / "rootfs" / "proc").mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(container / "rootfs" / "proc")], check=True)
@@ -671,9 +747,8 @@ def test_clean_removes_processes_cgroups_mounts_and_containers(tmp_path):
         assert ("cgroup", str(cgroup)) in plan
         assert ("mount", str(container / "rootfs" / "proc")) in plan
         assert ("mount", str(container / "rootfs")) in plan
-        assert ("directory", str(container)) in plan
         kinds = [a.kind for a in cleaner.plan()]
-        assert kinds == sorted(kinds, key=["process", "cgroup", "mount", "directory"].index)
+        assert kinds == sorted(kinds, key=["process", "cgroup", "mount"].index)
         mounts = [a.target for a in cleaner.plan() if a.kind == "mount"]
         assert mounts.index(str(container / "rootfs" / "proc")) < mounts.index(str(container / "rootfs"))
 
@@ -683,7 +758,6 @@ def test_clean_removes_processes_cgroups_mounts_and_containers(tmp_path):
         assert sleeper.wait(timeout=10) == -signal.SIGKILL
         assert not cgroup.exists()
         assert not _mounted(container / "rootfs") and not _mounted(container / "rootfs" / "proc")
-        assert not container.exists() and (root / "containers").is_dir()
         assert Cleaner(root, [], cgroup_mounts=[str(parent)], pids={runtime.pid, sleeper.pid}).plan() == []
     finally:
         for p in (runtime, sleeper):
@@ -713,13 +787,11 @@ def test_clean_leaves_running_containers_alone_unless_all(tmp_path):
     from workshop.clean import Cleaner
 
     root, rootfs = tmp_path / "udocker", "/srv/busybox"
-    for c in ("abc", "def"):
-        (root / "containers" / c).mkdir(parents=True)
     proc = _fake_proc(tmp_path / "proc", {
         1: (0, ["init"], "/"),
         100: (1, ["bash"], "/"),
         200: (100, ["python3", "-m", "udocker", "run", "busybox", "sleep", "9"], "/"),   # running
-        201: (200, ["sleep", "9"], f"{root}/containers/abc/rootfs"),
+        201: (200, ["sleep", "9"], f"{root}/mnt/rootfs"),
         300: (1, ["python3", "-m", "udocker", "run", rootfs, "sh"], "/"),                # orphaned
         301: (300, ["sh"], rootfs),
         400: (1, ["sleep", "60"], rootfs),                                               # lost
@@ -729,14 +801,10 @@ def test_clean_leaves_running_containers_alone_unless_all(tmp_path):
     kw = dict(proc=proc, mountinfo=str(tmp_path / "mountinfo"), cgroup_mounts=[])
     cleaner = Cleaner(root, [rootfs], **kw)
     plan = [(a.kind, a.target) for a in cleaner.plan()]
-    assert plan == [("process", "300"), ("process", "301"), ("process", "400"),
-                    ("directory", str(root / "containers" / "def"))]
-    assert [(a.kind, a.target) for a in cleaner.skipped] == [("directory", str(root / "containers" / "abc")),
-                                                             ("process", "200")]
+    assert plan == [("process", "300"), ("process", "301"), ("process", "400")]
+    assert [(a.kind, a.target) for a in cleaner.skipped] == [("process", "200")]
     everything = Cleaner(root, [rootfs], all=True, **kw).plan()
     assert [a.target for a in everything if a.kind == "process"] == ["200", "201", "300", "301", "400"]
-    assert [a.target for a in everything if a.kind == "directory"] == [str(root / "containers" / c)
-                                                                      for c in ("abc", "def")]
 
 
 def test_clean_finds_mounts_on_the_rootfs_and_overlays(tmp_path):
@@ -777,12 +845,18 @@ def test_clean_recognises_runtimes():
 
 
 def test_clean_dry_run_changes_nothing(tmp_path):
+    _need_root()
     root = tmp_path / "udocker-root"
-    (root / "containers" / "abc" / "upper").mkdir(parents=True)
-    r = workshop("clean", "--dry-run", env={"UDOCKER_ROOT": str(root), "WORKSHOP_ROOTFS": str(tmp_path / "rootfs")})
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "would remove directory" in r.stdout and str(root / "containers" / "abc") in r.stdout
-    assert (root / "containers" / "abc" / "upper").is_dir()
+    (root / "mnt").mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "left", str(root / "mnt")], check=True)
+    try:
+        r = workshop("clean", "--dry-run", env={"UDOCKER_ROOT": str(root),
+                                                "WORKSHOP_ROOTFS": str(tmp_path / "rootfs")})
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "would unmount mount" in r.stdout and str(root / "mnt") in r.stdout
+        assert _mounted(root / "mnt")
+    finally:
+        subprocess.run(["umount", "-l", str(root / "mnt")], check=False)
 
 
 # --------------------------------------------------------------------------- demo, selftest
@@ -816,145 +890,26 @@ def test_selftest_passes_arguments_and_exit_status(mini):
     assert workshop("selftest", "tests/no_such_dir", "-p", "no:cacheprovider").returncode == 4
 
 
+def test_dev_check_runs_in_seconds_without_root(tmp_path):
+    """`workshop dev check`, as an ordinary user: the static tests of this repository."""
+    from workshop.maintainer import STATIC_TESTS
+    from workshop.testing import SETPRIV
+
+    as_user = [*SETPRIV] if os.geteuid() == 0 else []
+    start = time.monotonic()
+    r = subprocess.run([*as_user, "env", f"HOME={tmp_path}", "PYTHONDONTWRITEBYTECODE=1", f"PYTHONPATH={REPO}",
+                        sys.executable, "-m", "workshop", "dev", "check"], capture_output=True, text=True,
+                       timeout=120, cwd="/")
+    took = time.monotonic() - start
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert all(t in r.stderr for t in STATIC_TESTS) and " passed" in r.stdout
+    assert took < 20, f"expected seconds, got {took:.0f} s"
+
+
 def test_version_and_help():
     r = workshop("--version")
     assert r.returncode == 0 and re.fullmatch(r"workshop \d+\.\d+\.\d+\n", r.stdout)
     r = workshop("--help")
     for command in ("check", "progress", "show", "hint", "diff", "solution", "reset", "doctor", "clean", "demo",
-                    "selftest"):
+                    "selftest", "dev"):
         assert re.search(rf"^  {command}\s", r.stdout, re.M), command
-
-
-# --------------------------------------------------------------------------- steps.toml and the report plugin
-
-
-def _test_functions(step: int) -> set[str]:
-    names = set()
-    for path in (REPO / "tests" / f"step{step}").glob("test_*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test_"):
-                names.add(node.name)
-    return names
-
-
-def test_steps_toml_is_complete():
-    steps = meta.load()
-    assert list(steps) == list(range(len(steps))), "steps are numbered 0, 1, 2, ... without gaps"
-    for n, s in steps.items():
-        assert s["title"] and s["goal"] and s["learn"] and s["read"], f"step {n} lacks a title/goal/learn/read"
-        assert len(s["hints"]) >= 2, f"step {n}: give at least two hint tiers"
-    generated = sorted(int(d.name[4:]) for d in (REPO / "steps").glob("step*") if d.name[4:].isdigit())
-    assert set(generated) <= set(steps), f"steps/ has steps that steps.toml lacks: {set(generated) - set(steps)}"
-
-
-@pytest.mark.parametrize("step", range(9))
-def test_steps_toml_hints_match_the_step_suites(step):
-    """Every hint names a test of its step, and every test of the step has a hint."""
-    tests = _test_functions(step)
-    hinted = set(meta.step(step)["checks"])
-    assert not hinted - tests, (f"steps.toml has hints for tests that tests/step{step} does not have "
-                                f"(renamed or removed?): {sorted(hinted - tests)}")
-    assert not tests - hinted, (f"tests/step{step} has tests without a hint in workshop/steps.toml: "
-                                f"{sorted(tests - hinted)}; add [step.checks.NAME] hint = \"...\"")
-
-
-def test_check_hint_lookup():
-    hint = meta.check_hint(4, "test_mounts_do_not_leak_to_the_host")
-    assert hint and "MS_PRIVATE" in hint
-    assert meta.check_hint(4, "tests/step4/test_pid_mount.py::test_mounts_do_not_leak_to_the_host[steps/step4]") == hint
-    assert meta.check_hint(4, "test_no_such_thing") is None
-    assert meta.check_hint(99, "test_x") is None
-    assert meta.check_read(4, "test_mounts_do_not_leak_to_the_host") == ["man 7 mount_namespaces", "man 2 mount"]
-    assert meta.check_read(4, "test_command_is_pid_1") == meta.step(4)["read"]
-
-
-def test_meta_is_cheap_to_import():
-    code = "import sys, workshop.meta; print(sorted(m for m in ('click', 'rich', 'pytest') if m in sys.modules))"
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30,
-                       env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert r.stdout.strip() == "[]", r.stdout + r.stderr
-
-
-def test_parse_fields_of_workshop_testing_messages():
-    message = ("AssertionError: expected exit code 0, got 125\n"
-               "$ PYTHONPATH=steps/step2 python3 -m udocker run --hostname box /r hostname\n"
-               "exit code: 125\nstdout: ''\nstderr: \"udocker: unrecognized arguments: --hostname\\n\"\n"
-               "assert False")
-    f = parse_fields(message)
-    assert f["expected"] == "exit code 0" and f["got"] == "125"
-    assert f["command"] == "PYTHONPATH=steps/step2 python3 -m udocker run --hostname box /r hostname"
-    assert f["output"].splitlines() == ["exit code: 125", "stdout: ''",
-                                        "stderr: \"udocker: unrecognized arguments: --hostname\\n\""]
-
-
-def test_parse_fields_of_key_value_lines():
-    f = parse_fields("the hostname is wrong\ncommand: udocker run x hostname\nexpected: box\n  (the option)\n"
-                     "got: myhost\nhint: call sethostname\nread: man 2 sethostname\n")
-    assert f == {"command": "udocker run x hostname", "expected": "box\n(the option)", "got": "myhost",
-                 "hint": "call sethostname", "read": "man 2 sethostname"}
-    assert parse_fields("", None) == {}
-
-
-def test_pytest_report_outcomes(tmp_path):
-    (tmp_path / "tests" / "step3").mkdir(parents=True)
-    (tmp_path / "tests" / "step3" / "test_kinds.py").write_text(textwrap.dedent('''
-        import pytest
-
-        @pytest.fixture
-        def broken():
-            raise RuntimeError("fixture broke")
-
-        @pytest.fixture
-        def leaky():
-            yield
-            pytest.fail("the test left this behind on the host:\\n  a mount", pytrace=False)
-
-        def test_passes():
-            """It passes."""
-
-        def test_fails(record_property):
-            record_property("command", "udocker run x")
-            assert 1 == 2, "expected exit code 1, got 2"
-
-        def test_setup_error(broken):
-            pass
-
-        def test_teardown_error(leaky):
-            pass
-
-        def test_skipped():
-            pytest.skip("no registry here")
-
-        @pytest.mark.xfail(reason="not yet")
-        def test_xfails():
-            assert False
-
-        @pytest.mark.parametrize("n", [1, 2])
-        def test_param(n):
-            assert n == 1
-    '''))
-    report = tmp_path / "report.json"
-    r = subprocess.run([sys.executable, "-m", "pytest", "tests", "-p", "workshop.pytest_report",
-                        "--workshop-report", str(report), "-p", "no:cacheprovider", "-q"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=60,
-                       env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert r.returncode == 1, r.stdout + r.stderr
-    data = json.loads(report.read_text())
-    assert data["exitstatus"] == 1 and data["collect_errors"] == []
-    got = {t["nodeid"].split("::")[1]: t for t in data["tests"]}
-    assert {k: t["outcome"] for k, t in got.items()} == {
-        "test_passes": "passed", "test_fails": "failed", "test_setup_error": "error",
-        "test_teardown_error": "error", "test_skipped": "skipped", "test_xfails": "xfailed",
-        "test_param[1]": "passed", "test_param[2]": "failed"}
-    assert all(t["step"] == 3 for t in data["tests"])
-    assert got["test_passes"]["title"] == "It passes." and got["test_param[2]"]["name"] == "test_param"
-    assert got["test_fails"]["command"] == "udocker run x"
-    assert (got["test_fails"]["expected"], got["test_fails"]["got"]) == ("exit code 1", "2")
-    assert "fixture broke" in got["test_setup_error"]["message"]
-    assert "left this behind" in got["test_teardown_error"]["message"]
-    assert got["test_skipped"]["message"] == "no registry here"
-    # without the option the plugin does nothing
-    r = subprocess.run([sys.executable, "-m", "pytest", "tests", "-p", "workshop.pytest_report", "-q",
-                        "-p", "no:cacheprovider", "-k", "passes"], cwd=tmp_path, capture_output=True,
-                       text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert r.returncode == 0 and "1 passed" in r.stdout

@@ -5,8 +5,9 @@ learners' VMs (Ubuntu 24.04, Debian 12) have pure cgroup v2. So this module
 boots a small qemu VM (software emulation) with Debian's kernel, a busybox
 initramfs and the host's root file system shared read-only over 9p with a
 tmpfs overlay (vm/init), and runs vm/guest-suite.sh inside: tests/step6 against
-solutions/step6 and solutions/step8, and the cgroup tests of tests/step8. One
-boot for everything; each guest check becomes one test result here, and a
+solutions/step6 and the newest solution, and the cgroup tests of tests/step8
+against the newest solution (:func:`lane`, the one list of the lane's checks).
+One boot for everything; each guest check becomes one test result here, and a
 failing one shows the guest's output.
 
 The kernel and initramfs are cached in /var/cache/container-workshop/vm
@@ -22,12 +23,16 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
+
+from workshop import paths
 
 REPO = Path(__file__).resolve().parents[2]
 VM = REPO / "vm"
@@ -35,14 +40,34 @@ CACHE = Path(os.environ.get("WORKSHOP_VM_CACHE", "/var/cache/container-workshop/
 #: the whole boot may take this long before it counts as hung (TCG is slow)
 TIMEOUT = int(os.environ.get("WORKSHOP_VM_TIMEOUT", "1200"))
 
-#: the checks vm/guest-suite.sh runs, in order (keep both lists in step)
-CHECKS = (
-    "pure-cgroup-v2",
-    "step6-on-solutions-step6",
-    "step6-on-solutions-step8",
-    "step8-cgroups-on-solutions-step8",
-    "no-leftover-cgroups",
-)
+#: the steps whose suites the lane runs: the cgroups (6) and running images (8, its cgroup tests)
+CGROUP_STEP, IMAGE_STEP = 6, 8
+IMAGE_CGROUP_TESTS = "cgroup or memory or cpus or pids or limit"
+
+
+def lane() -> list[tuple[str, str]]:
+    """The lane's checks, in order: (name, what vm/guest-suite.sh runs: @FUNCTION, one of its
+    shell checks, or pytest's arguments). The newest solution is always among them."""
+    newest = max(paths.step_folders("solutions"))
+    checks = [("pure-cgroup-v2", "@pure_v2")]
+    for k in sorted({CGROUP_STEP, newest}):
+        checks.append((f"step{CGROUP_STEP}-on-solutions-step{k}", f"tests/step{CGROUP_STEP} --impl solutions/step{k}"))
+    if newest >= IMAGE_STEP:
+        checks.append((f"step{IMAGE_STEP}-cgroups-on-solutions-step{newest}",
+                       f"tests/step{IMAGE_STEP} --impl solutions/step{newest} -k '{IMAGE_CGROUP_TESTS}'"))
+    checks.append(("no-leftover-cgroups", "@no_leftovers"))
+    return checks
+
+
+CHECKS = [name for name, _ in lane()]
+
+
+def _write_checks(folder: Path) -> Path:
+    """The checks file vm/guest-suite.sh reads (under FOLDER: the guest sees it there too)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "lane-checks"
+    path.write_text("".join(f"{name}={what}\n" for name, what in lane()))
+    return path
 
 MARKER = re.compile(r"^@@VMLANE (?P<what>[A-Z-]+)(?: (?P<name>[\w.-]+))?(?P<rest>.*)$")
 
@@ -102,8 +127,11 @@ def guest() -> GuestRun:
         # This machine already is what learners have (pure cgroup v2, e.g. the workshop's
         # Ubuntu VM): run the same checks here, natively, instead of in an emulated VM.
         start = time.monotonic()
-        native = subprocess.run(["sh", str(VM / "guest-suite.sh"), python], cwd=REPO, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=TIMEOUT)
+        checks = _write_checks(Path(tempfile.mkdtemp(prefix="workshop-vm-lane-")))
+        native = subprocess.run(["sh", str(VM / "guest-suite.sh"), python, str(checks)], cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                timeout=TIMEOUT)
+        shutil.rmtree(checks.parent, ignore_errors=True)
         run = GuestRun(native.stdout.decode(errors="replace"), time.monotonic() - start, native.returncode)
         print(f"\ncgroup-v2 lane: this machine is pure cgroup v2 itself; {len(run.status)} checks ran here, "
               f"without a VM, in {run.seconds:.0f} s")
@@ -120,7 +148,7 @@ def guest() -> GuestRun:
             f"exit {prepare.returncode}:\n{prepare.stdout}{prepare.stderr}"
         )
 
-    command = f"sh {VM / 'guest-suite.sh'} {python}"
+    command = f"sh {VM / 'guest-suite.sh'} {python} {_write_checks(CACHE)}"
     start = time.monotonic()
     try:
         boot = subprocess.run(
@@ -147,7 +175,7 @@ def guest() -> GuestRun:
         _fail_setup(f"the VM ran no check (qemu exit {returncode}, {seconds:.0f} s); its output ends with:\n{run.tail()}")
     unknown = set(run.sections) - set(CHECKS)
     if unknown:
-        _fail_setup(f"vm/guest-suite.sh ran checks this module does not know: {sorted(unknown)}; update CHECKS")
+        _fail_setup(f"vm/guest-suite.sh ran checks that lane() does not list: {sorted(unknown)}")
     return run
 
 

@@ -9,27 +9,8 @@ from __future__ import annotations
 import os
 import sys
 
-from . import meta, paths, state
-
-
-def known_steps() -> list[int]:
-    """Steps in steps.toml plus any steps/stepN folder."""
-    nums = set(meta.numbers())
-    steps = paths.root() / "steps"
-    if steps.is_dir():
-        for d in steps.iterdir():
-            if d.name.startswith("step") and d.name[4:].isdigit():
-                nums.add(int(d.name[4:]))
-    return sorted(nums)
-
-
-def first_unfinished(data: dict | None = None) -> int:
-    data = state.load() if data is None else data
-    steps = known_steps()
-    for s in steps:
-        if state.step_status(data, s) != state.PASSING:
-            return s
-    return steps[-1] if steps else 0
+from .. import meta, paths, state
+from ..ui import is_utf8
 
 
 def _colour(stream) -> bool:
@@ -40,13 +21,9 @@ def _colour(stream) -> bool:
     return stream.isatty() and os.environ.get("TERM") != "dumb"
 
 
-def _utf8(stream) -> bool:
-    return (getattr(stream, "encoding", "") or "").lower().replace("-", "") in ("utf8", "utf8sig")
-
-
 def render(out=None) -> None:
     out = out or sys.stdout
-    colour, utf8 = _colour(out), _utf8(out)
+    colour, utf8 = _colour(out), is_utf8(out)
 
     def style(text: str, code: str) -> str:
         return f"\033[{code}m{text}\033[0m" if colour and code else text
@@ -55,9 +32,9 @@ def render(out=None) -> None:
     full, empty = ("█", "░") if utf8 else ("#", ".")
 
     data = state.load()
-    steps = known_steps()
+    steps = meta.numbers()
     if not steps:
-        print("no steps found: steps.toml is empty and there is no steps/ folder", file=out)
+        print(f"no steps found: {paths.rel(meta.file())} lists none", file=out)
         return
     statuses = {s: state.step_status(data, s) for s in steps}
     done = sum(1 for s in steps if statuses[s] == state.PASSING)
@@ -81,6 +58,8 @@ def render(out=None) -> None:
         else:
             mark, code = f"{todo} not started", "2"
         checks = f"{entry['passed']}/{entry['total']}" if entry else ""
+        if entry.get("through"):
+            mark += f" (with step {entry['through']})"
         when = entry.get("checked_at", "").replace("T", " ").rstrip("Z")[:16] if entry else ""
         rows.append((str(s), title, mark, code, checks, when))
     tw = max(len(r[1]) for r in rows + [("", "title", "", "", "", "")])

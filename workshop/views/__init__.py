@@ -1,0 +1,1 @@
+"""What the `workshop` commands print: one module per command (rich, except progress)."""
