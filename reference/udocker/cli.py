@@ -1,5 +1,6 @@
 """The command line: parse the arguments, run the command, report errors in one line."""
 import argparse
+import os
 import sys
 
 # >>> step 6 given
@@ -18,6 +19,10 @@ from udocker.image import commands as image_commands
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser that reports a usage error the way udocker reports every error."""
 
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message):
         # >>> step 0: argparse prints the usage and exits 2 on a bad argument. Raise a UdockerError
         # ... instead, so that the user sees one line and exit status 125, like docker.
@@ -25,6 +30,19 @@ class Parser(argparse.ArgumentParser):
         # --- before
         super().error(message)
         # <<<
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's, told the terminal's width: without it, argparse imports shutil to ask, on every run."""
+
+    def __init__(self, prog, **kwargs):
+        if kwargs.get("width") is None:
+            try:
+                columns = int(os.environ.get("COLUMNS") or os.get_terminal_size(sys.stdout.fileno()).columns)
+            except (OSError, ValueError):
+                columns = 80
+            kwargs["width"] = max(columns - 2, 40)
+        super().__init__(prog, **kwargs)
 
 
 # >>> step 2 given

@@ -1,5 +1,6 @@
 """The command line: parse the arguments, run the command, report errors in one line."""
 import argparse
+import os
 import sys
 
 from udocker import container
@@ -9,8 +10,25 @@ from udocker.errors import EXIT_RUNTIME_ERROR, UdockerError
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser that reports a usage error the way udocker reports every error."""
 
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message):
         raise UdockerError(f"{message} (see 'udocker --help')")
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's, told the terminal's width: without it, argparse imports shutil to ask, on every run."""
+
+    def __init__(self, prog, **kwargs):
+        if kwargs.get("width") is None:
+            try:
+                columns = int(os.environ.get("COLUMNS") or os.get_terminal_size(sys.stdout.fileno()).columns)
+            except (OSError, ValueError):
+                columns = 80
+            kwargs["width"] = max(columns - 2, 40)
+        super().__init__(prog, **kwargs)
 
 
 def hostname(name):
