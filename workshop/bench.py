@@ -1,6 +1,6 @@
 """Benchmark: what starting a container costs, udocker against runc and crun, per step.
 
-    sudo python3 -m workshop.bench [--runs 31] [--python /usr/bin/python3] [--no-image]
+    sudo python3 -m workshop.bench [--runs 31] [--python /usr/bin/python3] [--no-image] [--pulls]
 
 Times whole processes, start to exit, of `/bin/true` in a container, and
 alternates the commands round after round (so that a busy moment of the
@@ -24,8 +24,9 @@ Speed is measured here, never in timed tests. Bytecode is cached in a
 temporary PYTHONPYCACHEPREFIX, as a learner's second run has it, without
 writing into the step folders. Use a bare interpreter (the default,
 /usr/bin/python3): a pyenv shim or a site-packages .pth file adds tens of
-milliseconds that are not udocker's. Pulls have their own benchmark:
-python3 -m workshop.bench_pull.
+milliseconds that are not udocker's. `--pulls` then runs the benchmark of
+pulls (cold and warm, against skopeo + umoci and podman: workshop.bench_pull,
+which also runs alone).
 """
 from __future__ import annotations
 
@@ -126,13 +127,13 @@ def breakdown(python: str, folder: Path, root: Path, env: dict, runs: int) -> li
     )
     starts, imports, parses, runs_ = [], [], [], []
     for _ in range(runs):
-        starts.append(timed([python, "-c", "pass"], env))
+        starts.append(timed([python, "-c", "import os; os._exit(0)"], env))  # udocker leaves so too
         out = subprocess.run([python, "-c", probe, "run", str(root), "/bin/true"], env=env, check=True,
                              capture_output=True, text=True).stdout.split()
         imports.append(float(out[0]) * 1000)
         parses.append(float(out[1]) * 1000)
         runs_.append(float(out[2]) * 1000)
-    return [("python start (python -c pass)", statistics.median(starts)),
+    return [("python start and exit", statistics.median(starts)),
             ("imports of the run path", statistics.median(imports)),
             ("the command line (argparse)", statistics.median(parses)),
             ("the container: set up, exec, wait", statistics.median(runs_))]
@@ -144,6 +145,7 @@ def main(argv=None) -> int:
     parser.add_argument("--python", default="/usr/bin/python3" if os.path.exists("/usr/bin/python3")
                         else sys.executable)
     parser.add_argument("--no-image", action="store_true", help="leave out the stored-image rows")
+    parser.add_argument("--pulls", action="store_true", help="then benchmark pulls too (workshop.bench_pull)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("bench: run it as root (sudo): the runs create namespaces", file=sys.stderr)
@@ -201,7 +203,12 @@ def main(argv=None) -> int:
         print(f"\nwhere udocker step {newest} spends its {total:.1f} ms (medians):")
         for name, ms in parts:
             print(f"  {name:36} {ms:6.1f}")
-        print(f"  {'the rest: process start and exit':36} {total - sum(ms for _, ms in parts):6.1f}")
+        print(f"  {'the rest: -m (runpy) and noise':36} {total - sum(ms for _, ms in parts):6.1f}")
+    if args.pulls:
+        from workshop import bench_pull
+
+        print()
+        return bench_pull.main(["--python", args.python])
     return 0
 
 
