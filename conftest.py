@@ -216,6 +216,30 @@ def nothing_left_behind(request, session_token, session_dir, tmp_path_factory):
         pytest.fail("the test left this behind on the host:\n  " + "\n  ".join(problems), pytrace=False)
 
 
+@pytest.fixture(autouse=True)
+def nothing_left_on_the_network(request):
+    """Fail a step test that changed the host's network, left a network namespace or a lease behind.
+
+    The host's own links, addresses, routes, listening sockets, nftables ruleset and
+    ip_forward (workshop/netsandbox.py), and the leases of UDOCKER_RUN_DIR (/run/udocker).
+    """
+    if step_of(request.node.path) is None:
+        yield
+        return
+    from workshop import netsandbox
+
+    before, leases = netsandbox.snapshot(), _leases()
+    yield
+    problems = netsandbox.wait_for_no_leftovers(before)
+    problems += [f"lease {path}" for path in sorted(_leases() - leases)]
+    if problems:
+        pytest.fail("the test left this behind on the host's network:\n  " + "\n  ".join(problems), pytrace=False)
+
+
+def _leases() -> set[str]:
+    root = Path(os.environ.get("UDOCKER_RUN_DIR", "/run/udocker")) / "leases"
+    return {str(path) for path in root.glob("*/*") if path.name != "lock"}
+
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):

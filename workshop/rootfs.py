@@ -37,6 +37,8 @@ APPLETS = (
     "free", "mount", "umount", "df", "du",
     # terminals (step 8's -t)
     "tty", "stty",
+    # networks (step 9)
+    "ip", "ifconfig", "route", "netstat", "ping", "nc", "wget", "httpd", "nslookup",
     # files
     "ls", "cat", "dd", "head", "tail", "tr", "wc", "grep", "sed", "awk",
     "sort", "uniq", "cut", "find", "xargs", "stat", "readlink", "basename",
@@ -52,6 +54,9 @@ GROUP = (
     "root:x:0:\n"
     "nobody:x:65534:\n"
 )
+
+#: files in /etc that a runtime bind-mounts a container's own over (step 9): shipped empty
+NETWORK_FILES = ("hostname", "hosts", "resolv.conf")
 
 #: empty directories: (path, mode)
 DIRECTORIES = (
@@ -184,6 +189,10 @@ def build_rootfs(dest: str | os.PathLike | None = None, busybox: str | os.PathLi
     for name, text in (("passwd", PASSWD), ("group", GROUP)):
         path = dest / "etc" / name
         path.write_text(text)
+        os.chmod(path, 0o644)
+    for name in NETWORK_FILES:  # empty: the runtime mounts the container's own over them
+        path = dest / "etc" / name
+        path.write_text("")
         os.chmod(path, 0o644)
     return dest
 
