@@ -42,6 +42,7 @@ export WORKSHOP_TEST_TIMEOUT=60
 "$PY" vm/guest_pytest.py \
   "step6-on-solutions-step6=tests/step6 --impl solutions/step6" \
   "step6-on-solutions-step8=tests/step6 --impl solutions/step8" \
-  "step8-cgroups-on-solutions-step8=tests/step8 --impl solutions/step8 -k 'cgroup or memory or cpus or pids or limit'" 2>&1
+  "step8-cgroups-on-solutions-step8=tests/step8 --impl solutions/step8 -k 'cgroup or memory or cpus or pids or limit'" \
+  "step9-on-solutions-step9=tests/step9 --impl solutions/step9" 2>&1
 check no-leftover-cgroups no_leftovers
 echo "@@VMLANE ALL-DONE"

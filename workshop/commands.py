@@ -689,12 +689,15 @@ def doctor(as_json):
 @click.option("--path", "extra", multiple=True, type=click.Path(file_okay=False),
               help="Also clean mounts and containers on this root filesystem (repeatable).")
 @click.option("--all", "stop_all", is_flag=True, help="Also stop containers that are still running.")
-def clean(dry_run, extra, stop_all):
+@click.option("--network", "network", is_flag=True,
+              help="Also remove udocker's NAT rule and the udocker0 bridge (step 9), when no container uses them.")
+def clean(dry_run, extra, stop_all, network):
     """Remove what crashed containers left behind.
 
     Stray runtimes and container processes, cgroups named udocker-*, mounts
     below UDOCKER_ROOT or on the workshop's root filesystem (deepest first),
-    and UDOCKER_ROOT/containers/*.
+    UDOCKER_ROOT/containers/*, and the address leases of containers whose
+    runtime is gone (step 9; with --network, the NAT rule and the bridge too).
     """
     from rich.table import Table
     from rich.text import Text
@@ -708,6 +711,7 @@ def clean(dry_run, extra, stop_all):
     root = paths.udocker_root()
     cleaner = Cleaner(root, [*default_rootfs_dirs(), *extra], all=stop_all)
     actions = cleaner.plan() if dry_run else cleaner.run()
+    actions += cleaner.network(bridge=network, dry_run=dry_run)
     con.print(Text(f"UDOCKER_ROOT={root}; root filesystems: {', '.join(cleaner.rootfs_dirs)}", style="dim"))
     if cleaner.skipped:
         n = sum(1 for a in cleaner.skipped if a.kind == "process")
@@ -724,7 +728,9 @@ def clean(dry_run, extra, stop_all):
     table.add_column("target", overflow="fold")
     table.add_column("", overflow="fold", style="dim")
     verbs = {"process": ("killed", "would kill"), "cgroup": ("removed", "would remove"),
-             "mount": ("unmounted", "would unmount"), "directory": ("removed", "would remove")}
+             "mount": ("unmounted", "would unmount"), "directory": ("removed", "would remove"),
+             "lease": ("released", "would release"), "nat": ("removed", "would remove"),
+             "bridge": ("deleted", "would delete")}
     for a in actions:
         done, would = verbs.get(a.kind, ("removed", "would remove"))
         if dry_run:

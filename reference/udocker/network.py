@@ -177,7 +177,8 @@ class Network:
         # <<<
 
     def set_up_eth0(self):
-        """ip link set CETH name eth0; ip addr add 10.88.0.2/24 dev eth0; ip link set eth0 up; ip route add default via 10.88.0.1."""
+        """In the child, bridge mode: ip link set CETH name eth0; ip addr add 10.88.0.2/24 dev eth0;
+        ip link set eth0 up; ip route add default via 10.88.0.1."""
         # >>> step 9: The parent moved its veth end (self.container_end) into our namespace:
         # ... rename it eth0 (netlink.link_set_name), give it the leased address (addr_add,
         # ... self.lease.cidr), bring it up, and send everything else to the bridge

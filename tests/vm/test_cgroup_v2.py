@@ -5,7 +5,8 @@ learners' VMs (Ubuntu 24.04, Debian 12) have pure cgroup v2. So this module
 boots a small qemu VM (software emulation) with Debian's kernel, a busybox
 initramfs and the host's root file system shared read-only over 9p with a
 tmpfs overlay (vm/init), and runs vm/guest-suite.sh inside: tests/step6 against
-solutions/step6 and solutions/step8, and the cgroup tests of tests/step8. One
+solutions/step6 and solutions/step8, the cgroup tests of tests/step8, and
+tests/step9 (its sandbox networks need no network of the guest's). One
 boot for everything; each guest check becomes one test result here, and a
 failing one shows the guest's output.
 
@@ -41,6 +42,7 @@ CHECKS = (
     "step6-on-solutions-step6",
     "step6-on-solutions-step8",
     "step8-cgroups-on-solutions-step8",
+    "step9-on-solutions-step9",
     "no-leftover-cgroups",
 )
 

@@ -167,7 +167,8 @@ class Network:
             self.set_up_eth0()
 
     def set_up_eth0(self):
-        """ip link set CETH name eth0; ip addr add 10.88.0.2/24 dev eth0; ip link set eth0 up; ip route add default via 10.88.0.1."""
+        """In the child, bridge mode: ip link set CETH name eth0; ip addr add 10.88.0.2/24 dev eth0;
+        ip link set eth0 up; ip route add default via 10.88.0.1."""
         try:
             netlink.link_set_name(self.container_end, "eth0")
             netlink.addr_add("eth0", self.lease.cidr)
