@@ -39,10 +39,14 @@ check pure-cgroup-v2 pure_v2
 # The step suites, in one Python process (see vm/guest_pytest.py). Under software
 # emulation a pull or a container start is several times slower: allow for it.
 export WORKSHOP_TEST_TIMEOUT=60
+# Step 9 on a distribution kernel (veth, bridge and nftables as modules): one check of
+# each mechanism; the whole suite passes here too, but takes 4 more minutes (258 s).
+STEP9="none_has_only or lo_down or rootless_container_has or eth0_has or internet_through_nat or two_containers"
+STEP9="$STEP9 or after_exit or publish_in or publish_rootless or exit_status_with or stop_timeout"
 "$PY" vm/guest_pytest.py \
   "step6-on-solutions-step6=tests/step6 --impl solutions/step6" \
   "step6-on-solutions-step8=tests/step6 --impl solutions/step8" \
   "step8-cgroups-on-solutions-step8=tests/step8 --impl solutions/step8 -k 'cgroup or memory or cpus or pids or limit'" \
-  "step9-on-solutions-step9=tests/step9 --impl solutions/step9" 2>&1
+  "step9-on-solutions-step9=tests/step9 --impl solutions/step9 -k '$STEP9'" 2>&1
 check no-leftover-cgroups no_leftovers
 echo "@@VMLANE ALL-DONE"
