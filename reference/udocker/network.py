@@ -399,7 +399,8 @@ def wait_with(pid, selector):
     # >>> step 9: The event loop. A pidfd for the child (os.pidfd_open: readable once it has
     # ... exited), registered for EVENT_READ with data None; then select() again and again:
     # ... the pidfd's key means reap the child (os.waitpid) and return its status; any other
-    # ... key's data is a callback: call it with the mask. Unregister and close the pidfd at the end.
+    # ... key's data is a callback: call it with the mask. Unregister and close the pidfd at
+    # ... the end.
     import selectors
 
     pidfd = os.pidfd_open(pid)
