@@ -190,10 +190,12 @@ def build_rootfs(dest: str | os.PathLike | None = None, busybox: str | os.PathLi
         path = dest / "etc" / name
         path.write_text(text)
         os.chmod(path, 0o644)
-    for name in NETWORK_FILES:  # empty: the runtime mounts the container's own over them
+    for name in NETWORK_FILES:  # mount points: the runtime mounts the container's own over them
         path = dest / "etc" / name
-        path.write_text("")
-        os.chmod(path, 0o644)
+        if not path.is_file() or path.is_symlink():
+            path.unlink(missing_ok=True)
+            path.write_text("")
+            os.chmod(path, 0o644)
     return dest
 
 
