@@ -244,6 +244,40 @@ def pytest_runtest_call(item):
         yield
 
 
+
+@pytest.fixture(autouse=True)
+def nothing_left_on_the_network(request):
+    """Fail a step test that changed the host's network, left a network namespace or a lease behind.
+
+    The host's own links, addresses, routes, listening sockets, nftables ruleset and
+    ip_forward (workshop/netsandbox.py), and the leases of UDOCKER_RUN_DIR (/run/udocker).
+    Only for implementations with a network (step 9 on: udocker/network.py), and guards.
+    """
+    if paths.suite_step(request.node.path) is None or not _may_network(request):
+        yield
+        return
+    from workshop import netsandbox
+
+    before, leases = netsandbox.snapshot(), _leases()
+    yield
+    problems = netsandbox.wait_for_no_leftovers(before)
+    problems += [f"lease {path}" for path in sorted(_leases() - leases)]
+    if problems:
+        raise testing.CheckFailure(problem="the test left this behind on the host's network:\n  "
+                                   + "\n  ".join(problems), kind="left-behind")
+
+
+def _may_network(request) -> bool:
+    """Does the test's implementation make networks (or has the test none, a guard)?"""
+    impl = getattr(getattr(request.node, "callspec", None), "params", {}).get("impl")
+    return impl is None or (Path(impl) / "udocker" / "network.py").exists()
+
+
+def _leases() -> set[str]:
+    root = Path(os.environ.get("UDOCKER_RUN_DIR", "/run/udocker")) / "leases"
+    return {str(path) for path in root.glob("*/*") if path.name != "lock"}
+
+
 # --------------------------------------------------------------------------- what a failure shows
 
 

@@ -69,7 +69,8 @@ HAVE_SYSTEMD=0; [ -d /run/systemd/system ] && HAVE_SYSTEMD=1
 
 # --- 1. Debian packages -------------------------------------------------------
 # python3-requests: rootless runs use the system python, which pulls images (step 7).
-PKGS="python3 python3-venv python3-requests busybox-static util-linux docker-registry git less ca-certificates"
+# iproute2 and nftables: step 9's network (its tests' sandboxes, the NAT rule of --network bridge).
+PKGS="python3 python3-venv python3-requests busybox-static util-linux docker-registry git less ca-certificates iproute2 nftables"
 [ "$LANE" = 1 ] && PKGS="$PKGS qemu-system-x86"
 missing=$(for p in $PKGS; do
   dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^ii' || echo "$p"; done | xargs)

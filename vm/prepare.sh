@@ -9,8 +9,11 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${WORKSHOP_VM_CACHE:-/var/cache/container-workshop/vm}
 # Load order matters (dependencies first); all are =m in Debian's 6.1 kernel.
+# The second line is step 9's network: veth pairs, bridges, nftables' masquerade.
 MODULES="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci
-  virtio_mmio virtio-rng netfs fscache 9pnet 9pnet_virtio 9p overlay"
+  virtio_mmio virtio-rng netfs fscache 9pnet 9pnet_virtio 9p overlay
+  veth llc stp bridge crc32c_generic libcrc32c nfnetlink nf_tables nf_defrag_ipv4 nf_defrag_ipv6
+  nf_conntrack nf_nat nft_chain_nat nft_masq"
 REFRESH=0 QUIET=0
 for arg in "$@"; do
   case $arg in
@@ -41,7 +44,8 @@ fi
 
 # 2. the kernel: vmlinuz + the dozen modules, from linux-image-amd64's current target
 mkdir -p "$CACHE"
-if [ "$REFRESH" = 1 ] || [ ! -s "$CACHE/vmlinuz" ] || [ ! -s "$CACHE/kernel-version" ]; then
+modules_missing() { for m in $MODULES; do [ -s "$CACHE/modules/$m.ko" ] || return 0; done; return 1; }
+if [ "$REFRESH" = 1 ] || [ ! -s "$CACHE/vmlinuz" ] || [ ! -s "$CACHE/kernel-version" ] || modules_missing; then
   kernel_pkg() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'; }
   download() { (cd "$tmp" && apt-get download -qq "$pkg" >/dev/null 2>&1); }
   pkg=$(kernel_pkg)

@@ -15,7 +15,12 @@ In this order, because each kind keeps the next one busy:
    whose layers live in UDOCKER_ROOT: unmounted deepest (and newest) first,
    lazily (MNT_DETACH) when busy.
 
-Everything is found from /proc, so nothing here depends on the runtime's code.
+Everything is found from /proc, so nothing here depends on the runtime's code,
+except step 9's network (`Cleaner.network`), which uses the reference runtime's
+own given modules: the leases of containers whose runtime is gone
+(udocker.ipam.reclaim), and on request (`workshop clean --network`) the
+masquerade rule (udocker.nat.remove) and the udocker0 bridge, unless a running
+container still uses them.
 """
 
 from __future__ import annotations
@@ -201,6 +206,77 @@ class Cleaner:
                                        " ".join(cmdline(pid, self.proc))[:100]))
         return sorted(stray.items()), cgroups
 
+    # ------------------------------------------------------------ network (step 9)
+    def network(self, bridge: bool = False, dry_run: bool = False) -> list[Action]:
+        """Leases whose runtime is gone; with BRIDGE, also udocker's NAT rule and the udocker0 bridge.
+
+        The rule and the bridge stay (in self.skipped) while a container uses them:
+        a live lease, or a veth plugged into udocker0.
+        """
+        try:
+            ipam = _runtime_module("ipam")
+            leases = ipam.leases()
+        except Exception as e:  # noqa: BLE001 - a cleaner reports, it does not crash
+            return [Action("lease", "(all)", "udocker.ipam", error=f"{type(e).__name__}: {e}")]
+        stale = [address for address, _, alive in leases if not alive]
+        where = ipam.lease_dir(ipam.subnet())
+        actions = []
+        if dry_run:
+            actions += [Action("lease", f"{where}/{a}", "its runtime is gone") for a in stale]
+        elif stale:
+            try:
+                actions += [Action("lease", f"{where}/{a}", "its runtime is gone", done=True)
+                            for a in ipam.reclaim()]
+            except OSError as e:
+                actions.append(Action("lease", where, "", error=e.strerror or str(e)))
+        if not bridge:
+            return actions
+        netlink = _runtime_module("netlink")
+        users = [f"the lease of {a} (container {cid})" for a, cid, alive in leases if alive]
+        if netlink.link_exists("udocker0"):
+            index = netlink.link_index("udocker0")
+            users += [f"{link.name}, plugged into it" for link in netlink.links() if link.master == index]
+        if users:
+            for kind, target in (("nat", "udocker's masquerade rule"), ("bridge", "udocker0")):
+                self.skipped.append(Action(kind, target, "a running container uses it: " + "; ".join(users)))
+            return actions
+        actions += self._remove_nat(dry_run)
+        if netlink.link_exists("udocker0"):
+            action = Action("bridge", "udocker0", "udocker's bridge")
+            if not dry_run:
+                try:
+                    netlink.link_del("udocker0")
+                    action.done = True
+                except OSError as e:
+                    action.error = e.strerror or str(e)
+            actions.append(action)
+        return actions
+
+    def _remove_nat(self, dry_run: bool) -> list[Action]:
+        import subprocess
+
+        nat = _runtime_module("nat")
+        try:
+            tool = nat.backend()
+        except Exception:  # noqa: BLE001 - neither nft nor iptables: no rule can exist
+            return []
+        if tool == "nft":
+            present = subprocess.run(["nft", "list", "table", "ip", nat.TABLE], capture_output=True,
+                                     timeout=30).returncode == 0
+        else:
+            listing = subprocess.run(["iptables", "-w", "-t", "nat", "-S", "POSTROUTING"], capture_output=True,
+                                     text=True, timeout=30).stdout
+            present = "-o udocker0 -j MASQUERADE" in listing
+        if not present:
+            return []
+        action = Action("nat", "udocker's masquerade rule", f"through {tool}")
+        if not dry_run:
+            try:
+                action.done = nat.remove(tool=tool)
+            except Exception as e:  # noqa: BLE001
+                action.error = str(e)
+        return [action]
+
     def plan(self) -> list[Action]:
         procs, cgroups = self._targets()
         actions = [Action("process", str(pid), why) for pid, why in procs]
@@ -287,6 +363,21 @@ def _wait_gone(proc: str, pids: list[int], timeout: float) -> None:
         pids = [p for p in pids if alive(p, proc)]
         if pids:
             time.sleep(0.02)
+
+
+
+
+def _runtime_module(name: str):
+    """udocker.NAME from the repository's reference runtime (ipam, nat, netlink: given code)."""
+    import importlib
+    import sys
+
+    from . import paths
+
+    reference = str(paths.root() / "reference")
+    if reference not in sys.path:
+        sys.path.insert(0, reference)
+    return importlib.import_module(f"udocker.{name}")
 
 
 def _cgroup_pids(cg: str) -> list[int]:

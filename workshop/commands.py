@@ -354,16 +354,19 @@ def doctor(as_json):
 @click.option("--path", "extra", multiple=True, type=click.Path(file_okay=False),
               help="Also clean mounts and containers on this root filesystem (repeatable).")
 @click.option("--all", "stop_all", is_flag=True, help="Also stop containers that are still running.")
-def clean(dry_run, extra, stop_all):
+@click.option("--network", "network", is_flag=True,
+              help="Also remove udocker's NAT rule and the udocker0 bridge (step 9), when no container uses them.")
+def clean(dry_run, extra, stop_all, network):
     """Remove what crashed containers left behind.
 
-    Stray runtimes and container processes, cgroups named udocker-*, and
-    mounts below UDOCKER_ROOT or on the workshop's root filesystem (deepest
-    first).
+    Stray runtimes and container processes, cgroups named udocker-*, mounts
+    below UDOCKER_ROOT or on the workshop's root filesystem (deepest first),
+    and the address leases of containers whose
+    runtime is gone (step 9; with --network, the NAT rule and the bridge too).
     """
     from .views.clean import render
 
-    sys.exit(render(dry_run, extra, stop_all))
+    sys.exit(render(dry_run, extra, stop_all, network))
 
 
 @cli.command()

@@ -31,6 +31,7 @@ CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
 NAMESPACES = {"uts": CLONE_NEWUTS, "pid": CLONE_NEWPID, "mount": CLONE_NEWNS, "user": CLONE_NEWUSER}
 NOBODY_UID = 65534  # the user nobody (also the kernel's overflow id)
 PR_SET_DUMPABLE = 4
@@ -288,6 +289,45 @@ def check_setpriv() -> Check:
                  "apt-get install util-linux")
 
 
+def _network_probe() -> None:
+    """What step 9 does, in a network namespace of the probe's own (the host's network is not touched):
+    lo up, a veth pair, a bridge with the veth's end plugged in. Raises OSError(errno) when one fails."""
+    _libc_call("unshare", CLONE_NEWNET)
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # ip's own complaints: check_network says what failed
+    for number, argv in enumerate((["link", "set", "lo", "up"],
+                                   ["link", "add", "probe0", "type", "veth", "peer", "name", "probe1"],
+                                   ["link", "add", "probebr", "type", "bridge"],
+                                   ["link", "set", "probe0", "master", "probebr"]), start=1):
+        status = os.spawnvp(os.P_WAIT, "ip", ["ip", *argv])
+        if status != 0:
+            raise OSError(200 + number, " ".join(argv))  # which command failed: 201, 202, ...
+
+
+NETWORK_PROBE_STEPS = {201: "lo up", 202: "a veth pair", 203: "a bridge", 204: "a veth on a bridge"}
+
+
+def check_network() -> Check:
+    """Step 9: network namespaces, veth pairs and bridges (tried in a namespace of its own), nft or iptables."""
+    ip = shutil.which("ip")
+    if ip is None:
+        return Check("network", False, "iproute2's `ip` is missing (step 9's experiments and tests use it)",
+                     "apt-get install iproute2")
+    err = _in_child(_network_probe)
+    if err:
+        what = NETWORK_PROBE_STEPS.get(err)
+        detail = (f"in a new network namespace, {what} could not be made" if what
+                  else f"cannot create a network namespace ({errno.errorcode.get(err, err)})")
+        fix = ("run as root (sudo -i)" if os.geteuid() != 0 else
+               "use a kernel with CONFIG_NET_NS, CONFIG_VETH and CONFIG_BRIDGE (modprobe veth bridge), "
+               "or the workshop's VM (see \"The workshop's VM\" in the README)")
+        return Check("network", False, detail, fix)
+    nat = shutil.which("nft") or shutil.which("iptables")
+    if nat is None:
+        return Check("network", False, "namespaces, veth pairs and bridges work, but neither nft nor iptables is "
+                     "installed (--network bridge masquerades with one of them)", "apt-get install nftables")
+    return Check("network", True, f"network namespaces, veth pairs and bridges; NAT through {nat}")
+
+
 CHECKS: list[Callable[[], Check]] = [
     check_root,
     check_python,
@@ -295,6 +335,7 @@ CHECKS: list[Callable[[], Check]] = [
     check_unprivileged_userns,
     check_cgroups,
     check_overlayfs,
+    check_network,
     check_busybox,
     check_rootfs,
     check_setpriv,

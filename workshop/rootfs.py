@@ -37,6 +37,8 @@ APPLETS = (
     "free", "mount", "umount", "df", "du",
     # terminals (step 8's -t)
     "tty", "stty",
+    # networks (step 9)
+    "ip", "ifconfig", "route", "netstat", "ping", "nc", "wget", "httpd", "nslookup",
     # files
     "ls", "cat", "dd", "head", "tail", "tr", "wc", "grep", "sed", "awk",
     "sort", "uniq", "cut", "find", "xargs", "stat", "readlink", "basename",
@@ -52,6 +54,9 @@ GROUP = (
     "root:x:0:\n"
     "nobody:x:65534:\n"
 )
+
+#: files in /etc that a runtime bind-mounts a container's own over (step 9): shipped empty
+NETWORK_FILES = ("hostname", "hosts", "resolv.conf")
 
 #: empty directories: (path, mode)
 DIRECTORIES = (
@@ -185,6 +190,12 @@ def build_rootfs(dest: str | os.PathLike | None = None, busybox: str | os.PathLi
         path = dest / "etc" / name
         path.write_text(text)
         os.chmod(path, 0o644)
+    for name in NETWORK_FILES:  # mount points: the runtime mounts the container's own over them
+        path = dest / "etc" / name
+        if not path.is_file() or path.is_symlink():
+            path.unlink(missing_ok=True)
+            path.write_text("")
+            os.chmod(path, 0o644)
     return dest
 
 

@@ -7,6 +7,9 @@ command with execve(2). What one container is made of travels between them in
 a small `Container` object, which grows a field or two per step.
 """
 import os
+# >>> step 9 given
+import selectors
+# <<<
 import signal
 import sys
 
@@ -15,6 +18,9 @@ from udocker import cgroups
 # <<<
 # >>> step 4 given
 from udocker import devices
+# <<<
+# >>> step 9 given
+from udocker import netfiles, network
 # <<<
 # >>> step 8 given
 from udocker import process
@@ -61,6 +67,9 @@ class Container:
         self.layers = None  # an image's unpacked layers, lowest first (None: IMAGE is a directory)
         self.process = None  # a process.Process: argv, env, working directory, user
         self.terminal = None  # a terminal.Terminal, with -t
+        # <<<
+        # >>> step 9 given
+        self.network = None  # a network.Network: its namespace, veth and published ports
         # <<<
 
 
@@ -109,6 +118,11 @@ def run(args):
         pids=args.pids_limit,
     )
     try:
+        # >>> step 9: The network's host side, before anything forks (network.prepare): the -p
+        # ... ports bound, a socket helper started, and in bridge mode an address leased and
+        # ... udocker0 made.
+        container.network = network.prepare(args.network, args.publish, container.id)
+        # <<<
         status = start(container)
         if status == 128 + signal.SIGKILL and container.cgroup.oom_killed():
             print(
@@ -118,6 +132,11 @@ def run(args):
             )
         return status
     finally:
+        # >>> step 9: Whatever happens, take the network down again (container.network.close:
+        # ... ports, helper, veth, lease), if it was made: prepare may have failed.
+        if container.network:
+            container.network.close()
+        # <<<
         container.cgroup.remove()
         # >>> step 8 given
         if container.lease:
@@ -145,6 +164,15 @@ def start(container):
     pid = os.fork()
     if pid == 0:
         child_main(container)
+    # >>> step 9: Plug the child in (container.network.attach(pid): the parent's side of the
+    # ... handshake). When that raises, the child gives up by itself: reap it (os.waitpid), then
+    # ... let the error go on.
+    try:
+        container.network.attach(pid)
+    except UdockerError:
+        os.waitpid(pid, 0)
+        raise
+    # <<<
     return wait_for(container, pid)
     # --- before
     raise UdockerError("starting a container is not implemented yet: that is step 1")
@@ -210,6 +238,22 @@ def wait_for(container, pid):
         signal.signal(signum, forward)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
     # <<<
+    # >>> step 9: Wait in an event loop: one selector (selectors.DefaultSelector) for the
+    # ... published ports (container.network.register) and, with -t, the terminal
+    # ... (container.terminal.register); network.wait_with(pid, selector) runs it until the
+    # ... child exits. Then, on every path and while the selector is open, close the terminal
+    # ... (with -t) and the network.
+    with selectors.DefaultSelector() as selector:
+        container.network.register(selector)
+        if container.terminal:
+            container.terminal.register(selector)
+        try:
+            status = network.wait_with(pid, selector)
+        finally:
+            if container.terminal:
+                container.terminal.close()  # what the container still had to say, our terminal back
+            container.network.close()
+    # --- before
     # >>> step 8: With -t, the parent relays the container's terminal while it waits:
     # ... container.terminal.wait(pid) returns the wait status, as os.waitpid does.
     if container.terminal:
@@ -218,6 +262,7 @@ def wait_for(container, pid):
         _, status = os.waitpid(pid, 0)  # retried by Python when a signal interrupts it
     # --- before
     _, status = os.waitpid(pid, 0)  # retried by Python when a signal interrupts it
+    # <<<
     # <<<
     signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)  # pid is gone: nobody to forward to
     stop_timer.cancel()
@@ -266,6 +311,11 @@ def contain(container):
     # ... is counted.
     container.cgroup.join()
     # <<<
+    # >>> step 9: A network of its own (container.network.enter: the namespace, the handshake,
+    # ... eth0), made inside the user namespace the parent made (so that the container's root
+    # ... owns it) and before the mounts.
+    container.network.enter()
+    # <<<
     # >>> step 2: A hostname of its own: a new UTS namespace (unshare(2) with CLONE_NEWUTS), then
     # ... sethostname(2).
     syscalls.unshare(syscalls.CLONE_NEWUTS)
@@ -281,6 +331,13 @@ def contain(container):
     # ... overlay (mount_overlay).
     if container.layers:
         mount_overlay(container.layers, container.rootfs, container.rootless)
+    # <<<
+    # >>> step 9: Its own /etc/hostname, /etc/hosts (and /etc/resolv.conf): written by
+    # ... container.network.write_files in network_files_dir(container), then bind-mounted over
+    # ... the rootfs's with netfiles.bind (create_missing only on an image's overlay: never
+    # ... write into a directory IMAGE), before pivot_root hides the host's side.
+    files = container.network.write_files(network_files_dir(container), container.hostname)
+    netfiles.bind(files, container.rootfs, create_missing=bool(container.layers))
     # <<<
     enter_rootfs(container.rootfs)
     # >>> step 8: With -t, give the container its terminal now that /dev is its own
@@ -329,6 +386,25 @@ def execute(argv):
     # --- before
     raise UdockerError("executing the command is not implemented yet: that is step 1")
     # <<<
+
+
+# >>> step 9 given
+def network_files_dir(container):
+    """A directory on a tmpfs of the container's own mount namespace, for its /etc/hosts and friends.
+
+    An image has one: the scratch tmpfs of mount_overlay (UDOCKER_ROOT/mnt).
+    For a directory IMAGE we mount one on its /dev, which the container's own
+    /dev (enter_rootfs) covers right after: the files are seen only through
+    their bind mounts, and vanish with the container, even after a crash.
+    """
+    if container.layers:
+        return os.path.join(os.path.dirname(container.rootfs), "etc")
+    scratch = os.path.join(container.rootfs, "dev")
+    os.makedirs(scratch, exist_ok=True)
+    flags = syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC
+    syscalls.mount("tmpfs", scratch, "tmpfs", flags, "mode=755,size=64k")
+    return scratch
+# <<<
 
 
 def not_found(name):

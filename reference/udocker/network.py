@@ -31,6 +31,12 @@ silently (125), the parent reports why.
 
 Publishing (-p 8080:80) is the proxy module's job: the waiting parent
 listens on the host's port and splices each connection to the container's.
+
+In step 9 you write the namespace and the handshake (enter, attach), the
+wiring (set_up_eth0, plug_in, ensure_bridge) and the parent's event loop
+(wait_with); the command line, prepare(), close() and the Handshake's pipes
+are given, and so are netlink.py (the messages), nat.py (the masquerade
+rule), ipam.py (the leases) and netfiles.py (/etc/hosts and friends).
 """
 import argparse  # already loaded by the command line
 import errno
@@ -150,22 +156,57 @@ class Network:
         if self.mode == "host":
             return
         self.handshake.child_side()
+        # >>> step 9: A network stack of its own: unshare(2) with CLONE_NEWNET, then bring its lo up
+        # ... (netlink.link_set_up): a new namespace's loopback starts down. An OSError becomes a
+        # ... UdockerError that says the namespace could not be made.
         try:
             syscalls.unshare(syscalls.CLONE_NEWNET)
-            netlink.link_set_up("lo")  # a new namespace's loopback starts down
+            netlink.link_set_up("lo")
         except OSError as error:
             raise UdockerError(f"cannot create the container's network namespace: {error}") from None
+        # <<<
+        # >>> step 9: The child's side of the handshake: tell the parent the namespace exists
+        # ... (handshake.tell_parent), then wait for its "go" (parent_said_go). No go: the parent
+        # ... failed and says why itself, so end quietly (os._exit(EXIT_RUNTIME_ERROR)). In bridge
+        # ... mode, eth0 is here now: set it up (set_up_eth0).
         self.handshake.tell_parent()
         if not self.handshake.parent_said_go():
             os._exit(EXIT_RUNTIME_ERROR)  # the parent failed: it reports why, we go quietly
         if self.mode == "bridge":
-            try:
-                netlink.link_set_name(self.container_end, "eth0")
-                netlink.addr_add("eth0", self.lease.cidr)
-                netlink.link_set_up("eth0")
-                netlink.route_add_default(self.lease.gateway)
-            except OSError as error:
-                raise UdockerError(f"cannot set up the container's eth0: {error}") from None
+            self.set_up_eth0()
+        # <<<
+
+    def set_up_eth0(self):
+        """In the child, bridge mode: ip link set CETH name eth0; ip addr add 10.88.0.2/24 dev eth0;
+        ip link set eth0 up; ip route add default via 10.88.0.1."""
+        # >>> step 9: The parent moved its veth end (self.container_end) into our namespace:
+        # ... rename it eth0 (netlink.link_set_name), give it the leased address (addr_add,
+        # ... self.lease.cidr), bring it up, and send everything else to the bridge
+        # ... (route_add_default via self.lease.gateway). An OSError becomes a UdockerError.
+        try:
+            netlink.link_set_name(self.container_end, "eth0")
+            netlink.addr_add("eth0", self.lease.cidr)
+            netlink.link_set_up("eth0")
+            netlink.route_add_default(self.lease.gateway)
+        except OSError as error:
+            raise UdockerError(f"cannot set up the container's eth0: {error}") from None
+        # --- before
+        pass
+        # <<<
+
+    def write_files(self, directory, hostname):
+        """In the child: its /etc/hostname, /etc/hosts and /etc/resolv.conf, written in directory.
+
+        Return {container path: file} for netfiles.bind. /etc/hosts names the
+        container on its address in bridge mode; resolv.conf is the host's
+        without loopback servers in bridge mode (netfiles says why), the host's
+        own in host mode, and none without a way out (none).
+        """
+        from udocker import netfiles
+
+        address = self.lease.address if self.lease else None
+        resolv = {"bridge": True, "host": "host"}.get(self.mode, False)
+        return netfiles.write(directory, hostname, address, resolv=resolv)
 
     def attach(self, pid):
         """In the parent, once the child is forked: give it its veth (bridge), let it go on.
@@ -177,17 +218,14 @@ class Network:
         if self.mode == "host":
             return True
         self.handshake.parent_side()
+        # >>> step 9: The parent's side of the handshake: wait for the child's "ready"
+        # ... (handshake.child_is_ready; not ready: it failed and says why, return False); then
+        # ... plug it in (plug_in) and tell it to go on (tell_child_go). If plugging in fails,
+        # ... tell it to give up (give_up) and raise: an OSError as a UdockerError saying so.
         if not self.handshake.child_is_ready():
             return False
         try:
-            if self.mode == "bridge":
-                netlink.link_add_veth(self.host_end, self.container_end)
-                self.veth_made = True
-                netlink.link_set_master(self.host_end, BRIDGE)
-                netlink.link_set_up(self.host_end)
-                netlink.link_set_netns(self.container_end, pid=pid)
-            if self.dialer:
-                self.dialer.join(pid)
+            self.plug_in(pid)
         except OSError as error:
             self.handshake.give_up()
             raise UdockerError(f"cannot connect the container to the network: {error}") from None
@@ -195,7 +233,26 @@ class Network:
             self.handshake.give_up()
             raise
         self.handshake.tell_child_go()
+        # --- before
+        self.handshake.tell_child_go()  # at once, without waiting for the child
+        # <<<
         return True
+
+    def plug_in(self, pid):
+        """The veth pair into the namespace of process pid (bridge mode); the socket helper too (-p)."""
+        # >>> step 9: Bridge mode: a veth pair, a cable with two ends (netlink.link_add_veth with
+        # ... self.host_end and self.container_end; then set self.veth_made, so that close()
+        # ... deletes it); the host's end plugged into BRIDGE (link_set_master) and up; the other
+        # ... end moved into the child's namespace (link_set_netns with pid=pid).
+        if self.mode == "bridge":
+            netlink.link_add_veth(self.host_end, self.container_end)
+            self.veth_made = True
+            netlink.link_set_master(self.host_end, BRIDGE)
+            netlink.link_set_up(self.host_end)
+            netlink.link_set_netns(self.container_end, pid=pid)
+        # <<<
+        if self.dialer:  # -p: the proxy's sockets are made in pid's network namespace from now on
+            self.dialer.join(pid)
 
     def register(self, selector):
         """Let the parent's event loop run the port proxies."""
@@ -259,6 +316,10 @@ def prepare(mode, ports, container_id):
 
 def ensure_bridge(lease):
     """ip link add udocker0 type bridge; ip addr add GATEWAY/24 dev udocker0; ip link set udocker0 up."""
+    # >>> step 9: The host's side of the network: the bridge BRIDGE, a switch that every
+    # ... container's veth plugs into (netlink.link_add_bridge; FileExistsError: an earlier
+    # ... container made it, but check that it is a bridge: netlink.link(BRIDGE).kind), with the
+    # ... gateway address (addr_add, lease.gateway_cidr; FileExistsError: it has it), and up.
     try:
         netlink.link_add_bridge(BRIDGE)
     except FileExistsError:  # made by an earlier container (or by one starting right now)
@@ -269,6 +330,9 @@ def ensure_bridge(lease):
     except FileExistsError:
         pass
     netlink.link_set_up(BRIDGE)
+    # --- before
+    raise UdockerError("--network bridge is not written yet: that is step 9 (ensure_bridge in network.py)")
+    # <<<
 
 
 class Handshake:
@@ -332,6 +396,11 @@ def wait_with(pid, selector):
     busy loop); a signal handler (the forwarding of steps 1-8) runs in the
     middle of it, and Python then retries the select (PEP 475).
     """
+    # >>> step 9: The event loop. A pidfd for the child (os.pidfd_open: readable once it has
+    # ... exited), registered for EVENT_READ with data None; then select() again and again:
+    # ... the pidfd's key means reap the child (os.waitpid) and return its status; any other
+    # ... key's data is a callback: call it with the mask. Unregister and close the pidfd at
+    # ... the end.
     import selectors
 
     pidfd = os.pidfd_open(pid)
@@ -346,3 +415,7 @@ def wait_with(pid, selector):
     finally:
         selector.unregister(pidfd)
         os.close(pidfd)
+    # --- before
+    _, status = os.waitpid(pid, 0)  # nothing registered is served meanwhile
+    return status
+    # <<<

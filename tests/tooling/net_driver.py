@@ -1,10 +1,10 @@
-"""A minimal runtime around udocker.network and udocker.proxy, for test_network_blocks.py.
+"""A minimal runtime around udocker.network and udocker.proxy, for test_net_runtime.py.
 
 It does what container.py will do with them, and nothing else (no PID, mount
 or UTS namespace, no root filesystem), so that the building blocks of step 9
 can be tested end to end before they are wired into the runtime:
 
-    PYTHONPATH=reference python3 net_driver.py [--network MODE] [-p SPEC]... \\
+    PYTHONPATH=solutions/step9 python3 net_driver.py [--network MODE] [-p SPEC]... \\
         [--userns none|parent|child] [--pidns] [--id ID] -- COMMAND [ARG...]
 
 --userns parent: the parent enters a user namespace before forking, as

@@ -1,6 +1,9 @@
 """Shared support of the tests of step 9's building blocks (test_net_*.py).
 
-* The udocker modules are imported from reference/udocker (they carry no markers).
+* The udocker modules are imported from reference/udocker (netlink, ipam, nat and
+  netfiles carry no markers; network.py's command line is given code). The driver
+  runs the newest solution's copy (RUNTIME): network.py and proxy.py hold step 9's
+  lesson blocks, which only the generated solutions have as they run.
 * ``sandbox``: a sandbox network namespace (workshop/netsandbox.py), removed after the test.
 * ``nothing_left_on_the_network`` (autouse where imported): the test must leave the
   host's network as it was, no network namespace, no process.
@@ -29,6 +32,9 @@ for path in (str(REPO), str(REFERENCE)):
 
 from workshop import netsandbox, testing  # noqa: E402
 
+#: the newest solutions/stepN with the network modules: what net_driver.py runs
+RUNTIME = max((path.parent.parent for path in REPO.glob("solutions/step*/udocker/network.py")),
+              key=lambda path: int(path.name.removeprefix("step")))
 DRIVER = HERE / "net_driver.py"
 CONTAINER = HERE / "net_container.py"
 PYTHON = testing.SYSTEM_PYTHON  # a rootless user can run it
@@ -92,7 +98,7 @@ def start(sandbox, *options: str, port: int = 80, user: bool = False, ignore_ter
         inner.append("--ignore-term")
     if user:
         inner = [*testing.SETPRIV, *inner]
-    full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(REFERENCE),
+    full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(RUNTIME),
                 "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
     shown = f"nsenter --net={sandbox.path} -- " + " ".join(shlex.quote(a) for a in inner)
     return Driven(sandbox.argv(inner), shown, full_env, str(REPO))

@@ -8,10 +8,12 @@ from .. import paths
 from ..clean import Cleaner, default_rootfs_dirs
 
 VERBS = {"process": ("killed", "would kill"), "cgroup": ("removed", "would remove"),
-         "mount": ("unmounted", "would unmount")}
+         "mount": ("unmounted", "would unmount"), "lease": ("released", "would release"),
+         "nat": ("removed", "would remove"), "bridge": ("removed", "would remove")}
 
 
-def render(dry_run: bool, extra_rootfs: tuple[str, ...], stop_all: bool) -> int:
+def render(dry_run: bool, extra_rootfs: tuple[str, ...], stop_all: bool, network: bool = False) -> int:
+    """Clean (or, DRY_RUN, list what would be cleaned); NETWORK: also step 9's NAT rule and bridge."""
     from rich.table import Table
     from rich.text import Text
 
@@ -22,6 +24,7 @@ def render(dry_run: bool, extra_rootfs: tuple[str, ...], stop_all: bool) -> int:
     root = paths.udocker_root()
     cleaner = Cleaner(root, [*default_rootfs_dirs(), *extra_rootfs], all=stop_all)
     actions = cleaner.plan() if dry_run else cleaner.run()
+    actions += cleaner.network(bridge=network, dry_run=dry_run)
     con.print(Text(f"UDOCKER_ROOT={root}; root filesystems: {', '.join(cleaner.rootfs_dirs)}", style="dim"))
     if cleaner.skipped:
         n = sum(1 for a in cleaner.skipped if a.kind == "process")

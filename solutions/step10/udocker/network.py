@@ -30,6 +30,12 @@ silently (125), the parent reports why.
 
 Publishing (-p 8080:80) is the proxy module's job: the waiting parent
 listens on the host's port and splices each connection to the container's.
+
+In step 9 you write the namespace and the handshake (enter, attach), the
+wiring (set_up_eth0, plug_in, ensure_bridge) and the parent's event loop
+(wait_with); the command line, prepare(), close() and the Handshake's pipes
+are given, and so are netlink.py (the messages), nat.py (the masquerade
+rule), ipam.py (the leases) and netfiles.py (/etc/hosts and friends).
 """
 import argparse  # already loaded by the command line
 import errno
@@ -151,20 +157,39 @@ class Network:
         self.handshake.child_side()
         try:
             syscalls.unshare(syscalls.CLONE_NEWNET)
-            netlink.link_set_up("lo")  # a new namespace's loopback starts down
+            netlink.link_set_up("lo")
         except OSError as error:
             raise UdockerError(f"cannot create the container's network namespace: {error}") from None
         self.handshake.tell_parent()
         if not self.handshake.parent_said_go():
             os._exit(EXIT_RUNTIME_ERROR)  # the parent failed: it reports why, we go quietly
         if self.mode == "bridge":
-            try:
-                netlink.link_set_name(self.container_end, "eth0")
-                netlink.addr_add("eth0", self.lease.cidr)
-                netlink.link_set_up("eth0")
-                netlink.route_add_default(self.lease.gateway)
-            except OSError as error:
-                raise UdockerError(f"cannot set up the container's eth0: {error}") from None
+            self.set_up_eth0()
+
+    def set_up_eth0(self):
+        """In the child, bridge mode: ip link set CETH name eth0; ip addr add 10.88.0.2/24 dev eth0;
+        ip link set eth0 up; ip route add default via 10.88.0.1."""
+        try:
+            netlink.link_set_name(self.container_end, "eth0")
+            netlink.addr_add("eth0", self.lease.cidr)
+            netlink.link_set_up("eth0")
+            netlink.route_add_default(self.lease.gateway)
+        except OSError as error:
+            raise UdockerError(f"cannot set up the container's eth0: {error}") from None
+
+    def write_files(self, directory, hostname):
+        """In the child: its /etc/hostname, /etc/hosts and /etc/resolv.conf, written in directory.
+
+        Return {container path: file} for netfiles.bind. /etc/hosts names the
+        container on its address in bridge mode; resolv.conf is the host's
+        without loopback servers in bridge mode (netfiles says why), the host's
+        own in host mode, and none without a way out (none).
+        """
+        from udocker import netfiles
+
+        address = self.lease.address if self.lease else None
+        resolv = {"bridge": True, "host": "host"}.get(self.mode, False)
+        return netfiles.write(directory, hostname, address, resolv=resolv)
 
     def attach(self, pid):
         """In the parent, once the child is forked: give it its veth (bridge), let it go on.
@@ -179,14 +204,7 @@ class Network:
         if not self.handshake.child_is_ready():
             return False
         try:
-            if self.mode == "bridge":
-                netlink.link_add_veth(self.host_end, self.container_end)
-                self.veth_made = True
-                netlink.link_set_master(self.host_end, BRIDGE)
-                netlink.link_set_up(self.host_end)
-                netlink.link_set_netns(self.container_end, pid=pid)
-            if self.dialer:
-                self.dialer.join(pid)
+            self.plug_in(pid)
         except OSError as error:
             self.handshake.give_up()
             raise UdockerError(f"cannot connect the container to the network: {error}") from None
@@ -195,6 +213,17 @@ class Network:
             raise
         self.handshake.tell_child_go()
         return True
+
+    def plug_in(self, pid):
+        """The veth pair into the namespace of process pid (bridge mode); the socket helper too (-p)."""
+        if self.mode == "bridge":
+            netlink.link_add_veth(self.host_end, self.container_end)
+            self.veth_made = True
+            netlink.link_set_master(self.host_end, BRIDGE)
+            netlink.link_set_up(self.host_end)
+            netlink.link_set_netns(self.container_end, pid=pid)
+        if self.dialer:  # -p: the proxy's sockets are made in pid's network namespace from now on
+            self.dialer.join(pid)
 
     def register(self, selector):
         """Let the parent's event loop run the port proxies."""

@@ -6,11 +6,13 @@ command with execve(2). What one container is made of travels between them in
 a small `Container` object, which grows a field or two per step.
 """
 import os
+import selectors
 import signal
 import sys
 
 from udocker import cgroups
 from udocker import devices
+from udocker import netfiles, network
 from udocker import process
 from udocker import syscalls
 from udocker.errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_RUNTIME_ERROR, UdockerError
@@ -43,6 +45,7 @@ class Container:
         self.layers = None  # an image's unpacked layers, lowest first (None: IMAGE is a directory)
         self.process = None  # a process.Process: argv, env, working directory, user
         self.terminal = None  # a terminal.Terminal, with -t
+        self.network = None  # a network.Network: its namespace, veth and published ports
 
 
 def run(args):
@@ -71,6 +74,7 @@ def run(args):
         pids=args.pids_limit,
     )
     try:
+        container.network = network.prepare(args.network, args.publish, container.id)
         status = start(container)
         if status == 128 + signal.SIGKILL and container.cgroup.oom_killed():
             print(
@@ -80,6 +84,8 @@ def run(args):
             )
         return status
     finally:
+        if container.network:
+            container.network.close()
         container.cgroup.remove()
         if container.lease:
             container.lease.release()
@@ -94,6 +100,11 @@ def start(container):
     pid = os.fork()
     if pid == 0:
         child_main(container)
+    try:
+        container.network.attach(pid)
+    except UdockerError:
+        os.waitpid(pid, 0)
+        raise
     return wait_for(container, pid)
 
 
@@ -150,10 +161,16 @@ def wait_for(container, pid):
     for signum in FORWARDED_SIGNALS:
         signal.signal(signum, forward)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
-    if container.terminal:
-        status = container.terminal.wait(pid)
-    else:
-        _, status = os.waitpid(pid, 0)  # retried by Python when a signal interrupts it
+    with selectors.DefaultSelector() as selector:
+        container.network.register(selector)
+        if container.terminal:
+            container.terminal.register(selector)
+        try:
+            status = network.wait_with(pid, selector)
+        finally:
+            if container.terminal:
+                container.terminal.close()  # what the container still had to say, our terminal back
+            container.network.close()
     signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)  # pid is gone: nobody to forward to
     stop_timer.cancel()
     code = os.waitstatus_to_exitcode(status)
@@ -193,12 +210,15 @@ class StopTimer:
 def contain(container):
     """In the child: isolate this process step by step, then exec the command."""
     container.cgroup.join()
+    container.network.enter()
     syscalls.unshare(syscalls.CLONE_NEWUTS)
     syscalls.sethostname(container.hostname)
     syscalls.unshare(syscalls.CLONE_NEWNS)
     syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
     if container.layers:
         mount_overlay(container.layers, container.rootfs, container.rootless)
+    files = container.network.write_files(network_files_dir(container), container.hostname)
+    netfiles.bind(files, container.rootfs, create_missing=bool(container.layers))
     enter_rootfs(container.rootfs)
     if container.terminal:
         container.terminal.setup_container()
@@ -222,6 +242,23 @@ def execute(argv):
         ) from None
     except OSError as error:  # ENOEXEC and friends: a file the kernel cannot run
         raise UdockerError(f"{argv[0]}: cannot execute: {error.strerror}", EXIT_NOT_EXECUTABLE) from None
+
+
+def network_files_dir(container):
+    """A directory on a tmpfs of the container's own mount namespace, for its /etc/hosts and friends.
+
+    An image has one: the scratch tmpfs of mount_overlay (UDOCKER_ROOT/mnt).
+    For a directory IMAGE we mount one on its /dev, which the container's own
+    /dev (enter_rootfs) covers right after: the files are seen only through
+    their bind mounts, and vanish with the container, even after a crash.
+    """
+    if container.layers:
+        return os.path.join(os.path.dirname(container.rootfs), "etc")
+    scratch = os.path.join(container.rootfs, "dev")
+    os.makedirs(scratch, exist_ok=True)
+    flags = syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC
+    syscalls.mount("tmpfs", scratch, "tmpfs", flags, "mode=755,size=64k")
+    return scratch
 
 
 def not_found(name):

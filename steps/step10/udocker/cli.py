@@ -5,6 +5,7 @@ import sys
 
 from udocker import cgroups
 from udocker import container
+from udocker import network
 from udocker.errors import EXIT_RUNTIME_ERROR, UdockerError
 
 from udocker.image import commands as image_commands
@@ -112,6 +113,15 @@ def build_parser():
     run.add_argument("-w", "--workdir", type=workdir, metavar="DIR", help="the working directory (absolute)")
     run.add_argument("--entrypoint", metavar="CMD", help="replace the image's Entrypoint")
     run.add_argument("-u", "--user", metavar="USER[:GROUP]", help="replace the image's User")
+    run.add_argument(
+        "--network", type=network.network_mode, default="none", metavar="MODE",
+        help="none (the default: a network of its own with lo only), bridge (udocker0, with an address"
+        " and NAT; root only) or host (the host's own network)",
+    )
+    run.add_argument(
+        "-p", "--publish", type=network.publish, action="extend", default=[],
+        metavar="[IP:]HOSTPORT:CONTAINERPORT", help="publish a container's TCP port on the host (repeatable)",
+    )
     run.add_argument(
         "image", metavar="IMAGE",
         help="an image (busybox, 127.0.0.1:5000/workshop/busybox:latest) or a root filesystem directory (a path starting with / or .)",

@@ -17,6 +17,9 @@ join a user namespace; and a process forked by the parent after the
 container would land in the container's PID namespace. The helper works the
 same as root and rootless, in every mode.
 
+In step 9 you write PortProxy's listening socket and its accept(); the
+socket helper (NamespaceDialer) and the byte copying (Splice) are given.
+
 Docker also adds iptables DNAT rules in bridge mode, so that packets arriving
 from outside go straight to the container's address inside the kernel;
 docker-proxy remains for the connections DNAT does not see, such as the host's

@@ -6,11 +6,13 @@ command with execve(2). What one container is made of travels between them in
 a small `Container` object, which grows a field or two per step.
 """
 import os
+import selectors
 import signal
 import sys
 
 from udocker import cgroups
 from udocker import devices
+from udocker import netfiles, network
 from udocker import process
 from udocker import syscalls
 from udocker.errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_RUNTIME_ERROR, UdockerError
@@ -43,6 +45,7 @@ class Container:
         self.layers = None  # an image's unpacked layers, lowest first (None: IMAGE is a directory)
         self.process = None  # a process.Process: argv, env, working directory, user
         self.terminal = None  # a terminal.Terminal, with -t
+        self.network = None  # a network.Network: its namespace, veth and published ports
 
 
 def run(args):
@@ -71,6 +74,9 @@ def run(args):
         pids=args.pids_limit,
     )
     try:
+        # TODO(step 9): The network's host side, before anything forks
+        #   (network.prepare): the -p ports bound, a socket helper started, and in
+        #   bridge mode an address leased and udocker0 made.
         status = start(container)
         if status == 128 + signal.SIGKILL and container.cgroup.oom_killed():
             print(
@@ -80,6 +86,9 @@ def run(args):
             )
         return status
     finally:
+        # TODO(step 9): Whatever happens, take the network down again
+        #   (container.network.close: ports, helper, veth, lease), if it was made:
+        #   prepare may have failed.
         container.cgroup.remove()
         if container.lease:
             container.lease.release()
@@ -94,6 +103,9 @@ def start(container):
     pid = os.fork()
     if pid == 0:
         child_main(container)
+    # TODO(step 9): Plug the child in (container.network.attach(pid): the parent's side
+    #   of the handshake). When that raises, the child gives up by itself: reap it
+    #   (os.waitpid), then let the error go on.
     return wait_for(container, pid)
 
 
@@ -150,6 +162,11 @@ def wait_for(container, pid):
     for signum in FORWARDED_SIGNALS:
         signal.signal(signum, forward)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
+    # TODO(step 9): Wait in an event loop: one selector (selectors.DefaultSelector) for
+    #   the published ports (container.network.register) and, with -t, the terminal
+    #   (container.terminal.register); network.wait_with(pid, selector) runs it until
+    #   the child exits. Then, on every path and while the selector is open, close the
+    #   terminal (with -t) and the network.
     if container.terminal:
         status = container.terminal.wait(pid)
     else:
@@ -193,12 +210,19 @@ class StopTimer:
 def contain(container):
     """In the child: isolate this process step by step, then exec the command."""
     container.cgroup.join()
+    # TODO(step 9): A network of its own (container.network.enter: the namespace, the
+    #   handshake, eth0), made inside the user namespace the parent made (so that the
+    #   container's root owns it) and before the mounts.
     syscalls.unshare(syscalls.CLONE_NEWUTS)
     syscalls.sethostname(container.hostname)
     syscalls.unshare(syscalls.CLONE_NEWNS)
     syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
     if container.layers:
         mount_overlay(container.layers, container.rootfs, container.rootless)
+    # TODO(step 9): Its own /etc/hostname, /etc/hosts (and /etc/resolv.conf): written by
+    #   container.network.write_files in network_files_dir(container), then bind-mounted
+    #   over the rootfs's with netfiles.bind (create_missing only on an image's overlay:
+    #   never write into a directory IMAGE), before pivot_root hides the host's side.
     enter_rootfs(container.rootfs)
     if container.terminal:
         container.terminal.setup_container()
@@ -222,6 +246,23 @@ def execute(argv):
         ) from None
     except OSError as error:  # ENOEXEC and friends: a file the kernel cannot run
         raise UdockerError(f"{argv[0]}: cannot execute: {error.strerror}", EXIT_NOT_EXECUTABLE) from None
+
+
+def network_files_dir(container):
+    """A directory on a tmpfs of the container's own mount namespace, for its /etc/hosts and friends.
+
+    An image has one: the scratch tmpfs of mount_overlay (UDOCKER_ROOT/mnt).
+    For a directory IMAGE we mount one on its /dev, which the container's own
+    /dev (enter_rootfs) covers right after: the files are seen only through
+    their bind mounts, and vanish with the container, even after a crash.
+    """
+    if container.layers:
+        return os.path.join(os.path.dirname(container.rootfs), "etc")
+    scratch = os.path.join(container.rootfs, "dev")
+    os.makedirs(scratch, exist_ok=True)
+    flags = syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC
+    syscalls.mount("tmpfs", scratch, "tmpfs", flags, "mode=755,size=64k")
+    return scratch
 
 
 def not_found(name):

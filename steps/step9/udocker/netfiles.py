@@ -81,12 +81,19 @@ def _usable_nameserver(address):
 
 
 def write(directory, hostname, address=None, resolv=True):
-    """Write the files in directory; return {container path: file}, e.g. {'/etc/hosts': directory/hosts}."""
+    """Write the files in directory; return {container path: file}, e.g. {'/etc/hosts': directory/hosts}.
+
+    resolv: True for a resolv.conf made from the host's (resolv_conf), "host"
+    for a copy of the host's as it is (--network host: its loopback servers are
+    the container's too), False for none.
+    """
     contents = {
         "/etc/hostname": hostname_file(hostname),
         "/etc/hosts": hosts_file(hostname, address),
     }
-    if resolv:
+    if resolv == "host":
+        contents["/etc/resolv.conf"] = _read(HOST_RESOLV_CONF)
+    elif resolv:
         contents["/etc/resolv.conf"] = resolv_conf(host_resolv_conf())
     os.makedirs(directory, exist_ok=True)
     files = {}

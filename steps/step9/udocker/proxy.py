@@ -17,6 +17,9 @@ join a user namespace; and a process forked by the parent after the
 container would land in the container's PID namespace. The helper works the
 same as root and rootless, in every mode.
 
+In step 9 you write PortProxy's listening socket and its accept(); the
+socket helper (NamespaceDialer) and the byte copying (Splice) are given.
+
 Docker also adds iptables DNAT rules in bridge mode, so that packets arriving
 from outside go straight to the container's address inside the kernel;
 docker-proxy remains for the connections DNAT does not see, such as the host's
@@ -116,15 +119,12 @@ class PortProxy:
         self.port, self.dialer, self.target = port, dialer, target
         self.selector = None
         self.splices = set()
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no reason to fail
-        try:
-            self.listener.bind((port.host_ip, port.host_port))
-        except OSError as error:
-            self.listener.close()
-            raise UdockerError(_bind_error(port, error)) from None
-        self.listener.listen(128)
-        self.listener.setblocking(False)
+        # TODO(step 9): Listen on the host's port: a TCP socket (socket.socket) with
+        #   SO_REUSEADDR (a port in TIME_WAIT is no reason to fail), bound to
+        #   (port.host_ip, port.host_port), listening, non-blocking: the event loop must
+        #   never wait on it. A port that cannot be bound is a UdockerError that says
+        #   why (_bind_error); close the socket first.
+        raise UdockerError("publishing ports (-p) is not written yet: that is step 9 (PortProxy in proxy.py)")
 
     def register(self, selector):
         self.selector = selector
@@ -132,27 +132,18 @@ class PortProxy:
 
     def accept(self, mask):
         """A client connected: connect to the container, splice the two."""
+        # TODO(step 9): Take the client (listener.accept; BlockingIOError or
+        #   ConnectionAbortedError: it is gone already, return). Get a socket of the
+        #   container's namespace (self.dialer.socket()), non-blocking, and start
+        #   connecting it to (self.target, port.container_port) with connect_ex
+        #   (EINPROGRESS: under way); then a Splice copies both ways
+        #   (Splice(self.selector, client, upstream, self.splices.discard), added to
+        #   self.splices). If that fails, close both: the client sees its connection
+        #   end.
         try:
-            client, _ = self.listener.accept()
-        except (BlockingIOError, ConnectionAbortedError):
-            return
-        except OSError as error:  # out of file descriptors: refuse this one, keep serving
-            if error.errno != errno.EMFILE:
-                raise
-            return
-        upstream = None
-        try:
-            upstream = self.dialer.socket()
-            upstream.setblocking(False)
-            error = upstream.connect_ex((self.target, self.port.container_port))
-            if error not in (0, errno.EINPROGRESS):
-                raise OSError(error, os.strerror(error))
-        except OSError:
-            client.close()  # the client sees its connection closed, as with docker-proxy
-            if upstream is not None:
-                upstream.close()
-            return
-        self.splices.add(Splice(self.selector, client, upstream, self.splices.discard))
+            self.listener.accept()[0].close()  # every client is turned away
+        except BlockingIOError:
+            pass
 
     def close(self):
         for splice in list(self.splices):
