@@ -3,11 +3,17 @@ import argparse
 import os
 import sys
 
+# >>> step 10 given
+from udocker import capabilities
+# <<<
 # >>> step 6 given
 from udocker import cgroups
 # <<<
 # >>> step 1 given
 from udocker import container
+# <<<
+# >>> step 10 given
+from udocker import seccomp
 # <<<
 from udocker.errors import EXIT_RUNTIME_ERROR, UdockerError
 
@@ -134,6 +140,26 @@ def build_parser():
     run.add_argument("-w", "--workdir", type=workdir, metavar="DIR", help="the working directory (absolute)")
     run.add_argument("--entrypoint", metavar="CMD", help="replace the image's Entrypoint")
     run.add_argument("-u", "--user", metavar="USER[:GROUP]", help="replace the image's User")
+    # <<<
+    # >>> step 10 given
+    run.add_argument(
+        "--cap-add", type=capabilities.argument, action="append", default=[], metavar="CAP",
+        help="add a capability to docker's default set (NET_ADMIN or CAP_NET_ADMIN; ALL; repeatable)",
+    )
+    run.add_argument(
+        "--cap-drop", type=capabilities.argument, action="append", default=[], metavar="CAP",
+        help="drop a capability from docker's default set (CHOWN; ALL; repeatable)",
+    )
+    run.add_argument(
+        "--security-opt", type=seccomp.security_opt_argument, action="append", default=[], metavar="OPT",
+        help="seccomp=unconfined, no-new-privileges[:true|false] or systempaths=unconfined (repeatable)",
+    )
+    run.add_argument(
+        "--privileged", action="store_true",
+        help="every capability, no seccomp filter, no masked paths, /sys writable: no lockdown at all",
+    )
+    # <<<
+    # >>> step 8 given
     run.add_argument(
         "image", metavar="IMAGE",
         help="an image (busybox, 127.0.0.1:5000/workshop/busybox:latest) or a root filesystem directory (a path starting with / or .)",
