@@ -108,7 +108,8 @@ def test_stop_timeout_kills_a_pid_1_that_ignores_sigterm(udocker, rootfs):
 
 
 def test_old_root_is_detached(udocker, rootfs):
-    """After pivot_root, the host's root is unmounted: the container sees its own few mounts only."""
+    """After pivot_root, the host's root is unmounted: the container sees its own few mounts only
+    (its /proc and /dev; from step 10 also its read-only /sys with its cgroups)."""
     tag, ready = token("tag"), token("ready")
     with udocker.popen("run", rootfs, "sh", "-c", hold(ready, tag)) as c:
         c.wait_for(ready)
@@ -117,7 +118,7 @@ def test_old_root_is_detached(udocker, rootfs):
         result = c.finish(input="\n")
     result.expect_exit(0)
     points = [m.mountpoint for m in inside]
-    foreign = [p for p in points if p != "/" and not p.startswith(("/proc", "/dev"))]
+    foreign = [p for p in points if p != "/" and not p.startswith(("/proc", "/dev", "/sys"))]
     result.check(points.count("/") == 1 and not foreign,
-                 f"one mount on / and the container's own /proc and /dev only (/proc/{pid}/mountinfo)",
+                 f"one mount on / and the container's own /proc, /dev (and /sys) only (/proc/{pid}/mountinfo)",
                  f"{points.count('/')} on /, and also {sorted(set(foreign))[:8]}")
