@@ -283,9 +283,9 @@ def contain(container):
     # ... is counted.
     container.cgroup.join()
     # <<<
-    # >>> step 10: Two more namespaces (unshare(2)): IPC (CLONE_NEWIPC: System V IPC and POSIX message
-    # ... queues of its own) and cgroup (CLONE_NEWCGROUP: the cgroup we are in becomes the root of
-    # ... all it sees of cgroups, so it comes after the cgroup join).
+    # >>> step 10: Two more namespaces (unshare(2)): IPC (CLONE_NEWIPC: System V IPC and POSIX
+    # ... message queues of its own) and cgroup (CLONE_NEWCGROUP: the cgroup we are in becomes the
+    # ... root of all it sees of cgroups, so it comes after the cgroup join).
     syscalls.unshare(syscalls.CLONE_NEWIPC | syscalls.CLONE_NEWCGROUP)
     # <<<
     # >>> step 2: A hostname of its own: a new UTS namespace (unshare(2) with CLONE_NEWUTS), then
