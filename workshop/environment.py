@@ -14,6 +14,7 @@ import ctypes.util
 import errno
 import os
 import shutil
+import struct
 import sys
 import warnings
 from dataclasses import dataclass
@@ -328,6 +329,54 @@ def check_network() -> Check:
     return Check("network", True, f"network namespaces, veth pairs and bridges; NAT through {nat}")
 
 
+# step 10: the lockdown
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWCGROUP = 0x02000000
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER, PR_SET_NO_NEW_PRIVS = 22, 2, 38
+SECCOMP_RET_ALLOW = 0x7FFF0000
+SECCOMP_ARCHITECTURES = ("x86_64", "aarch64")  # udocker's seccomp.py has syscall tables for these
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def _seccomp_probe() -> None:
+    """Load the smallest filter there is (one instruction: allow) on this child, as step 10 loads its own."""
+    allow = ctypes.create_string_buffer(struct.pack("=HBBI", 0x06, 0, 0, SECCOMP_RET_ALLOW))  # BPF_RET | BPF_K
+    program = _SockFprog(1, ctypes.addressof(allow))
+    ulong = ctypes.c_ulong
+    _libc_call("prctl", PR_SET_NO_NEW_PRIVS, ulong(1), ulong(0), ulong(0), ulong(0))
+    _libc_call("prctl", PR_SET_SECCOMP, ulong(SECCOMP_MODE_FILTER), ctypes.byref(program), ulong(0), ulong(0))
+
+
+def check_lockdown() -> Check:
+    """Step 10: seccomp filters (CONFIG_SECCOMP_FILTER) on an architecture udocker has tables for,
+    and IPC and cgroup namespaces."""
+    machine = os.uname().machine
+    status = _read("/proc/self/status") or ""
+    if not any(line.startswith("Seccomp:") for line in status.splitlines()):
+        return Check("lockdown", False, "no Seccomp line in /proc/self/status: a kernel without CONFIG_SECCOMP "
+                     "(step 10's filter cannot be loaded)",
+                     "use a kernel with CONFIG_SECCOMP and CONFIG_SECCOMP_FILTER (Debian's and Ubuntu's have them)")
+    err = _in_child(_seccomp_probe)
+    if err:
+        return Check("lockdown", False, "a seccomp filter cannot be loaded "
+                     f"(prctl(PR_SET_SECCOMP): {errno.errorcode.get(err, err)}): CONFIG_SECCOMP_FILTER is missing",
+                     "use a kernel with CONFIG_SECCOMP_FILTER (Debian's and Ubuntu's have it)")
+    if machine not in SECCOMP_ARCHITECTURES:
+        return Check("lockdown", False, f"udocker's seccomp filter has syscall tables for "
+                     f"{' and '.join(SECCOMP_ARCHITECTURES)}, not {machine}",
+                     "run step 10's containers with --security-opt seccomp=unconfined, or use an x86_64 or arm64 VM")
+    failed = [name for name, flag in (("ipc", CLONE_NEWIPC), ("cgroup", CLONE_NEWCGROUP))
+              if _unshare_in_child(flag)]
+    if failed:
+        return Check("lockdown", False, f"cannot create {' and '.join(failed)} namespaces",
+                     "run as root (sudo -i)" if os.geteuid() != 0
+                     else "use a kernel with CONFIG_IPC_NS and CONFIG_CGROUPS (cgroup namespaces: Linux 4.6+)")
+    return Check("lockdown", True, f"seccomp filters load ({machine}); ipc and cgroup namespaces can be created")
+
+
 CHECKS: list[Callable[[], Check]] = [
     check_root,
     check_python,
@@ -339,6 +388,7 @@ CHECKS: list[Callable[[], Check]] = [
     check_busybox,
     check_rootfs,
     check_setpriv,
+    check_lockdown,
 ]
 
 

@@ -39,6 +39,8 @@ APPLETS = (
     "tty", "stty",
     # networks (step 9)
     "ip", "ifconfig", "route", "netstat", "ping", "nc", "wget", "httpd", "nslookup",
+    # the breakouts step 10 closes
+    "mknod", "unshare", "nsenter", "pivot_root",
     # files
     "ls", "cat", "dd", "head", "tail", "tr", "wc", "grep", "sed", "awk",
     "sort", "uniq", "cut", "find", "xargs", "stat", "readlink", "basename",

@@ -13,6 +13,9 @@ import selectors
 import signal
 import sys
 
+# >>> step 10 given
+from udocker import capabilities
+# <<<
 # >>> step 6 given
 from udocker import cgroups
 # <<<
@@ -22,8 +25,14 @@ from udocker import devices
 # >>> step 9 given
 from udocker import netfiles, network
 # <<<
+# >>> step 10 given
+from udocker import lockdown
+# <<<
 # >>> step 8 given
 from udocker import process
+# <<<
+# >>> step 10 given
+from udocker import seccomp
 # <<<
 # >>> step 2 given
 from udocker import syscalls
@@ -71,6 +80,11 @@ class Container:
         # >>> step 9 given
         self.network = None  # a network.Network: its namespace, veth and published ports
         # <<<
+        # >>> step 10 given
+        self.capabilities = frozenset()  # the capability numbers it keeps (capabilities.resolve)
+        self.security = None  # a seccomp.SecurityOptions: seccomp, no_new_privileges, system_paths
+        self.privileged = False  # --privileged: every capability, no filter, /sys writable, no nodev
+        # <<<
 
 
 def run(args):
@@ -99,6 +113,9 @@ def run(args):
     # <<<
     # >>> step 2: The hostname is --hostname, or else the container id.
     container.hostname = args.hostname or container.id
+    # <<<
+    # >>> step 10 given
+    lock_down(container, args)
     # <<<
     # From here on we make things on the host (a cgroup, ...). Hold the signals we
     # forward until the container runs, so that none can end us half-way; one that
@@ -316,6 +333,11 @@ def contain(container):
     # ... owns it) and before the mounts.
     container.network.enter()
     # <<<
+    # >>> step 10: Two more namespaces (unshare(2)): IPC (CLONE_NEWIPC: System V IPC and POSIX
+    # ... message queues of its own) and cgroup (CLONE_NEWCGROUP: the cgroup we are in becomes the
+    # ... root of all it sees of cgroups, so it comes after the cgroup join).
+    syscalls.unshare(syscalls.CLONE_NEWIPC | syscalls.CLONE_NEWCGROUP)
+    # <<<
     # >>> step 2: A hostname of its own: a new UTS namespace (unshare(2) with CLONE_NEWUTS), then
     # ... sethostname(2).
     syscalls.unshare(syscalls.CLONE_NEWUTS)
@@ -339,7 +361,26 @@ def contain(container):
     files = container.network.write_files(network_files_dir(container), container.hostname)
     netfiles.bind(files, container.rootfs, create_missing=bool(container.layers))
     # <<<
+    # >>> step 10: The kernel's views, on the root filesystem while the host's mount table is still
+    # ... there to read: /sys (lockdown.mount_sysfs) and the container's own cgroups on
+    # ... /sys/fs/cgroup (lockdown.mount_cgroup), read-only unless --privileged. enter_rootfs's
+    # ... recursive bind mount of the rootfs takes them along.
+    readonly = not container.privileged
+    lockdown.mount_sysfs(os.path.join(container.rootfs, "sys"), readonly)
+    lockdown.mount_cgroup(os.path.join(container.rootfs, "sys", "fs", "cgroup"), readonly)
+    # <<<
     enter_rootfs(container.rootfs)
+    # >>> step 10: Now that / and /dev are the container's: docker's /dev extras
+    # ... (lockdown.mount_dev_extras); unless --privileged, nodev on / and /dev (lockdown.remount),
+    # ... so that no device node it makes can be opened; then the read-only and masked /proc and
+    # ... /sys paths (lockdown.lock_system_paths), unless --security-opt systempaths=unconfined.
+    lockdown.mount_dev_extras("/dev")
+    if not container.privileged:
+        lockdown.remount("/", syscalls.MS_NODEV)
+        lockdown.remount("/dev", syscalls.MS_NODEV)
+    if container.security.system_paths:
+        lockdown.lock_system_paths()
+    # <<<
     # >>> step 8: With -t, give the container its terminal now that /dev is its own
     # ... (container.terminal.setup_container: a pty of its own devpts as stdio and
     # ... controlling terminal).
@@ -353,6 +394,19 @@ def contain(container):
     os.chdir("/")
     # <<<
     # <<<
+    # >>> step 10: Still root, in runc's order: no_new_privs if asked (seccomp.set_no_new_privs);
+    # ... without it the seccomp filter now (seccomp.install), while we hold the CAP_SYS_ADMIN that
+    # ... loading it needs; the bounding set (capabilities.drop_bounding), while we hold
+    # ... CAP_SETPCAP; and PR_SET_KEEPCAPS (set_keepcaps), so that the user switch keeps the
+    # ... permitted set.
+    security, keep = container.security, container.capabilities
+    if security.no_new_privileges:
+        seccomp.set_no_new_privs()
+    if security.seccomp and not security.no_new_privileges:
+        seccomp.install(seccomp.default_rules(keep))
+    capabilities.drop_bounding(keep)
+    capabilities.set_keepcaps(True)
+    # <<<
     # >>> step 8: Become the container's process (process.become: user, working directory,
     # ... environment), then run its argv.
     process.become(container.process, container.hostname)
@@ -363,6 +417,14 @@ def contain(container):
     # >>> step 3: Close every file descriptor above 2 (syscalls.close_range): one that our caller
     # ... left open would be the container's way back to the host's files, whatever its root.
     syscalls.close_range(3)
+    # <<<
+    # >>> step 10: Last, as the container's user: keepcaps off, the permitted and effective sets
+    # ... exactly what it keeps (capabilities.set_process_caps: capset(2)), and with no_new_privs
+    # ... the filter now, so that it judges nothing of ours but execve.
+    capabilities.set_keepcaps(False)
+    capabilities.set_process_caps(keep)
+    if security.seccomp and security.no_new_privileges:
+        seccomp.install(seccomp.default_rules(keep))
     # <<<
     execute(argv)
 
@@ -444,6 +506,26 @@ def check_rootfs(image):
     if not entries:
         raise UdockerError(f"root filesystem {image!r} is empty; {hint}")
     return rootfs
+# <<<
+
+
+# >>> step 10 given
+def lock_down(container, args):
+    """What --cap-add, --cap-drop, --security-opt and --privileged ask for, checked before anything runs.
+
+    As docker's: --privileged gives every capability we have, no seccomp filter
+    and no masked or read-only /proc and /sys paths.
+    """
+    container.privileged = args.privileged
+    container.security = seccomp.security_options(args.security_opt)
+    if args.privileged:
+        container.security.seccomp = container.security.system_paths = False
+    try:
+        container.capabilities = capabilities.resolve(args.cap_add, args.cap_drop, args.privileged)
+        if container.security.seccomp:
+            seccomp.native_arch()  # a machine we have no syscall table for: say so now
+    except ValueError as error:
+        raise UdockerError(str(error)) from None
 # <<<
 
 

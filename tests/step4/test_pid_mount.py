@@ -111,7 +111,8 @@ NETWORK_FILES = ("/etc/hostname", "/etc/hosts", "/etc/resolv.conf")
 
 
 def test_old_root_is_detached(udocker, rootfs):
-    """After pivot_root, the host's root is unmounted: the container sees its own few mounts only."""
+    """After pivot_root, the host's root is unmounted: the container sees its own few mounts only
+    (its /proc and /dev; from step 10 also its read-only /sys with its cgroups)."""
     tag, ready = token("tag"), token("ready")
     with udocker.popen("run", rootfs, "sh", "-c", hold(ready, tag)) as c:
         c.wait_for(ready)
@@ -120,8 +121,8 @@ def test_old_root_is_detached(udocker, rootfs):
         result = c.finish(input="\n")
     result.expect_exit(0)
     points = [m.mountpoint for m in inside]
-    # (from step 9 on, the container's own /etc/hostname, /etc/hosts and /etc/resolv.conf too)
-    foreign = [p for p in points if p != "/" and not p.startswith(("/proc", "/dev")) and p not in NETWORK_FILES]
+    # (from step 9 on, the container's own /etc/hostname, /etc/hosts and /etc/resolv.conf; from step 10, /sys)
+    foreign = [p for p in points if p != "/" and not p.startswith(("/proc", "/dev", "/sys")) and p not in NETWORK_FILES]
     result.check(points.count("/") == 1 and not foreign,
-                 f"one mount on / and the container's own /proc and /dev only (/proc/{pid}/mountinfo)",
+                 f"one mount on / and the container's own /proc, /dev (and /sys) only (/proc/{pid}/mountinfo)",
                  f"{points.count('/')} on /, and also {sorted(set(foreign))[:8]}")

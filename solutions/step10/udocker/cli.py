@@ -3,9 +3,11 @@ import argparse
 import os
 import sys
 
+from udocker import capabilities
 from udocker import cgroups
 from udocker import container
 from udocker import network
+from udocker import seccomp
 from udocker.errors import EXIT_RUNTIME_ERROR, UdockerError
 
 from udocker.image import commands as image_commands
@@ -121,6 +123,22 @@ def build_parser():
     run.add_argument(
         "-p", "--publish", type=network.publish, action="extend", default=[],
         metavar="[IP:]HOSTPORT:CONTAINERPORT", help="publish a container's TCP port on the host (repeatable)",
+    )
+    run.add_argument(
+        "--cap-add", type=capabilities.argument, action="append", default=[], metavar="CAP",
+        help="add a capability to docker's default set (NET_ADMIN or CAP_NET_ADMIN; ALL; repeatable)",
+    )
+    run.add_argument(
+        "--cap-drop", type=capabilities.argument, action="append", default=[], metavar="CAP",
+        help="drop a capability from docker's default set (CHOWN; ALL; repeatable)",
+    )
+    run.add_argument(
+        "--security-opt", type=seccomp.security_opt_argument, action="append", default=[], metavar="OPT",
+        help="seccomp=unconfined, no-new-privileges[:true|false] or systempaths=unconfined (repeatable)",
+    )
+    run.add_argument(
+        "--privileged", action="store_true",
+        help="every capability, no seccomp filter, no masked paths, /sys writable: no lockdown at all",
     )
     run.add_argument(
         "image", metavar="IMAGE",

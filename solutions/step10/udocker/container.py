@@ -10,10 +10,13 @@ import selectors
 import signal
 import sys
 
+from udocker import capabilities
 from udocker import cgroups
 from udocker import devices
 from udocker import netfiles, network
+from udocker import lockdown
 from udocker import process
+from udocker import seccomp
 from udocker import syscalls
 from udocker.errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_RUNTIME_ERROR, UdockerError
 
@@ -46,6 +49,9 @@ class Container:
         self.process = None  # a process.Process: argv, env, working directory, user
         self.terminal = None  # a terminal.Terminal, with -t
         self.network = None  # a network.Network: its namespace, veth and published ports
+        self.capabilities = frozenset()  # the capability numbers it keeps (capabilities.resolve)
+        self.security = None  # a seccomp.SecurityOptions: seccomp, no_new_privileges, system_paths
+        self.privileged = False  # --privileged: every capability, no filter, /sys writable, no nodev
 
 
 def run(args):
@@ -61,6 +67,7 @@ def run(args):
 
         container.terminal = Terminal(args.interactive)
     container.hostname = args.hostname or container.id
+    lock_down(container, args)
     # From here on we make things on the host (a cgroup, ...). Hold the signals we
     # forward until the container runs, so that none can end us half-way; one that
     # comes meanwhile is waiting for us (abort_if_signalled, wait_for).
@@ -211,6 +218,7 @@ def contain(container):
     """In the child: isolate this process step by step, then exec the command."""
     container.cgroup.join()
     container.network.enter()
+    syscalls.unshare(syscalls.CLONE_NEWIPC | syscalls.CLONE_NEWCGROUP)
     syscalls.unshare(syscalls.CLONE_NEWUTS)
     syscalls.sethostname(container.hostname)
     syscalls.unshare(syscalls.CLONE_NEWNS)
@@ -219,12 +227,32 @@ def contain(container):
         mount_overlay(container.layers, container.rootfs, container.rootless)
     files = container.network.write_files(network_files_dir(container), container.hostname)
     netfiles.bind(files, container.rootfs, create_missing=bool(container.layers))
+    readonly = not container.privileged
+    lockdown.mount_sysfs(os.path.join(container.rootfs, "sys"), readonly)
+    lockdown.mount_cgroup(os.path.join(container.rootfs, "sys", "fs", "cgroup"), readonly)
     enter_rootfs(container.rootfs)
+    lockdown.mount_dev_extras("/dev")
+    if not container.privileged:
+        lockdown.remount("/", syscalls.MS_NODEV)
+        lockdown.remount("/dev", syscalls.MS_NODEV)
+    if container.security.system_paths:
+        lockdown.lock_system_paths()
     if container.terminal:
         container.terminal.setup_container()
+    security, keep = container.security, container.capabilities
+    if security.no_new_privileges:
+        seccomp.set_no_new_privs()
+    if security.seccomp and not security.no_new_privileges:
+        seccomp.install(seccomp.default_rules(keep))
+    capabilities.drop_bounding(keep)
+    capabilities.set_keepcaps(True)
     process.become(container.process, container.hostname)
     argv = container.process.argv
     syscalls.close_range(3)
+    capabilities.set_keepcaps(False)
+    capabilities.set_process_caps(keep)
+    if security.seccomp and security.no_new_privileges:
+        seccomp.install(seccomp.default_rules(keep))
     execute(argv)
 
 
@@ -296,6 +324,24 @@ def check_rootfs(image):
     if not entries:
         raise UdockerError(f"root filesystem {image!r} is empty; {hint}")
     return rootfs
+
+
+def lock_down(container, args):
+    """What --cap-add, --cap-drop, --security-opt and --privileged ask for, checked before anything runs.
+
+    As docker's: --privileged gives every capability we have, no seccomp filter
+    and no masked or read-only /proc and /sys paths.
+    """
+    container.privileged = args.privileged
+    container.security = seccomp.security_options(args.security_opt)
+    if args.privileged:
+        container.security.seccomp = container.security.system_paths = False
+    try:
+        container.capabilities = capabilities.resolve(args.cap_add, args.cap_drop, args.privileged)
+        if container.security.seccomp:
+            seccomp.native_arch()  # a machine we have no syscall table for: say so now
+    except ValueError as error:
+        raise UdockerError(str(error)) from None
 
 
 def enter_rootfs(rootfs):

@@ -5,27 +5,30 @@ container's namespaces: /proc/sys/kernel/core_pattern names a program the
 *host* runs as root on every crash, /proc/sysrq-trigger reboots the machine,
 /proc/kcore is the kernel's memory. Docker (moby daemon/pkg/oci/defaults.go)
 masks some of these paths, makes others read-only, and mounts /sys and
-/sys/fs/cgroup read-only. Given code, called in two places:
+/sys/fs/cgroup read-only. Given code, called in two places (runc makes the
+same mounts in its prepareRootfs, and masks in its Init after pivot_root):
 
-Before pivot_root, on the root filesystem (runc's prepareRootfs mounts them so):
+On the root filesystem, before enter_rootfs (whose recursive bind mount of the
+rootfs takes them along), while the host's mount table is still there to read:
 
-    mount_sysfs(rootfs + "/sys")              # needs a network namespace of its own
+    mount_sysfs(rootfs + "/sys")              # shows our network namespace: after entering it
     mount_cgroup(rootfs + "/sys/fs/cgroup")   # needs a cgroup namespace, after joining the cgroup
-    mount_dev_extras(rootfs + "/dev")         # shm, mqueue (needs an IPC namespace), pts, ptmx
-    remount(rootfs + "/dev", MS_NODEV)        # after devices.mount_dev: only its bind-mounted nodes work
-    remount(rootfs, MS_NODEV)                 # the image's own files too: see below
+
+After pivot_root, on the container's own / and /dev (made by enter_rootfs):
+the paths then resolve inside the container, so a symlink in an image cannot
+aim a mount at a host path, and /dev/null is the container's.
+
+    mount_dev_extras("/dev")                  # shm, mqueue (needs an IPC namespace), pts, ptmx
+    remount("/", MS_NODEV)                    # the image's own files: see below
+    remount("/dev", MS_NODEV)                 # only the bind-mounted devices work
+    lock_system_paths()                       # read-only and masked /proc and /sys paths
 
 Docker keeps CAP_MKNOD and relies on the device cgroup to refuse opening a
 node made with it (say, of the host's disk). udocker has no device cgroup:
 nodev on every mount the container can write to (its root, /dev, /dev/shm)
 does that job instead; the given devices are bind mounts with the host's
-/dev's own flags, so they keep working.
-
-After pivot_root, on the container's own / (runc's Init does readonlyPath and
-maskPath there): the paths then resolve inside the container, so a symlink
-in an image cannot aim a mount at a host path, and /dev/null is the container's.
-
-    lock_system_paths()
+/dev's own flags, so they keep working. --privileged keeps /sys and
+/sys/fs/cgroup writable (readonly=False), and skips nodev and the masks.
 
 All of it works rootless too: a mount in a user namespace is allowed when the
 namespace the filesystem shows (network for sysfs, cgroup, IPC for mqueue,
@@ -127,20 +130,28 @@ def lock_system_paths(readonly=READONLY_PATHS, masked=None):
 # --------------------------------------------------------------------------- /sys
 
 
-def mount_sysfs(target):
-    """A read-only sysfs at target, showing the network devices of our network namespace.
+def mount_sysfs(target, readonly=True):
+    """A sysfs at target, read-only unless told, showing the network devices of our network namespace.
 
     sysfs shows the devices of the network namespace that mounts it, so the
     kernel lets a user namespace mount it only when it owns that network
-    namespace (EPERM otherwise: rootless without one). As root without a
-    network namespace of its own, it would show the host's network devices.
+    namespace. As root without a network namespace of its own (--network host)
+    it shows the host's network devices, as docker's does. Rootless in the
+    host's network namespace the kernel refuses (EPERM): then, as runc and
+    podman do, the host's /sys is bind-mounted instead, read-only on top. Its
+    files belong to the host's root, whom a rootless container is not.
     """
     os.makedirs(target, exist_ok=True)
-    syscalls.mount("sysfs", target, "sysfs", syscalls.MS_RDONLY | _SYSTEM_FLAGS)
+    try:
+        syscalls.mount("sysfs", target, "sysfs", _SYSTEM_FLAGS | (syscalls.MS_RDONLY if readonly else 0))
+    except PermissionError:
+        syscalls.mount("/sys", target, None, syscalls.MS_BIND | syscalls.MS_REC)
+        if readonly:
+            remount(target, syscalls.MS_RDONLY)
 
 
-def mount_cgroup(target):
-    """/sys/fs/cgroup read-only, showing the container's own cgroup as its root.
+def mount_cgroup(target, readonly=True):
+    """/sys/fs/cgroup, read-only unless told, showing the container's own cgroup as its root.
 
     Call it in a new cgroup namespace (unshare(CLONE_NEWCGROUP) after joining
     the container's cgroup), before pivot_root: it reads the host's cgroup
@@ -150,7 +161,7 @@ def mount_cgroup(target):
     the host's hierarchies mounted in it by the same name (cpu, memory,
     systemd, unified, ...), like runc's mountCgroupV1.
     """
-    flags = syscalls.MS_RDONLY | _SYSTEM_FLAGS
+    flags = _SYSTEM_FLAGS | (syscalls.MS_RDONLY if readonly else 0)
     hierarchies = _host_cgroup_mounts()
     os.makedirs(target, exist_ok=True)
     if hierarchies.get("/sys/fs/cgroup", ("",))[0] == "cgroup2":
@@ -167,7 +178,8 @@ def mount_cgroup(target):
             for alias in name.split(","):
                 if not os.path.lexists(os.path.join(target, alias)):
                     os.symlink(name, os.path.join(target, alias))
-    remount(target, syscalls.MS_RDONLY)
+    if readonly:
+        remount(target, syscalls.MS_RDONLY)
 
 
 # cgroup v1 mount options that are not controllers (or name=): left out when we mount a hierarchy again.

@@ -17,7 +17,7 @@ of ours, and relays: our stdin to the master (only with -i, as docker does)
 and the master to our stdout.
 
     terminal = Terminal(interactive)     # in the parent, before fork
-    terminal.setup_container()           # in the child, after pivot_root
+    terminal.setup_container()           # in the child, after pivot_root (mounts /dev/pts if need be)
     status = terminal.wait(pid)          # in the parent: relay until pid exits
 
 `wait` is a small event loop around a selector; a runtime with a loop of its
@@ -74,8 +74,9 @@ class Terminal:
         the shell's job control works; the master goes to the runtime.
         """
         self.socket.close()  # the parent's end
-        mount_devpts("/dev/pts")
-        os.symlink("pts/ptmx", "/dev/ptmx")  # so that /dev/ptmx is this devpts's multiplexer
+        if not os.path.exists("/dev/pts/ptmx"):  # step 10's lockdown mounts it with /dev's other extras
+            mount_devpts("/dev/pts")
+            os.symlink("pts/ptmx", "/dev/ptmx")  # so that /dev/ptmx is this devpts's multiplexer
         master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY)  # a new pair: its master end
         fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))  # unlockpt(3)
         (number,) = struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, bytes(4)))  # ptsname(3)

@@ -10,10 +10,13 @@ import selectors
 import signal
 import sys
 
+from udocker import capabilities
 from udocker import cgroups
 from udocker import devices
 from udocker import netfiles, network
+from udocker import lockdown
 from udocker import process
+from udocker import seccomp
 from udocker import syscalls
 from udocker.errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_RUNTIME_ERROR, UdockerError
 
@@ -46,6 +49,9 @@ class Container:
         self.process = None  # a process.Process: argv, env, working directory, user
         self.terminal = None  # a terminal.Terminal, with -t
         self.network = None  # a network.Network: its namespace, veth and published ports
+        self.capabilities = frozenset()  # the capability numbers it keeps (capabilities.resolve)
+        self.security = None  # a seccomp.SecurityOptions: seccomp, no_new_privileges, system_paths
+        self.privileged = False  # --privileged: every capability, no filter, /sys writable, no nodev
 
 
 def run(args):
@@ -61,6 +67,7 @@ def run(args):
 
         container.terminal = Terminal(args.interactive)
     container.hostname = args.hostname or container.id
+    lock_down(container, args)
     # From here on we make things on the host (a cgroup, ...). Hold the signals we
     # forward until the container runs, so that none can end us half-way; one that
     # comes meanwhile is waiting for us (abort_if_signalled, wait_for).
@@ -211,6 +218,10 @@ def contain(container):
     """In the child: isolate this process step by step, then exec the command."""
     container.cgroup.join()
     container.network.enter()
+    # TODO(step 10): Two more namespaces (unshare(2)): IPC (CLONE_NEWIPC: System V IPC
+    #   and POSIX message queues of its own) and cgroup (CLONE_NEWCGROUP: the cgroup we
+    #   are in becomes the root of all it sees of cgroups, so it comes after the cgroup
+    #   join).
     syscalls.unshare(syscalls.CLONE_NEWUTS)
     syscalls.sethostname(container.hostname)
     syscalls.unshare(syscalls.CLONE_NEWNS)
@@ -219,12 +230,31 @@ def contain(container):
         mount_overlay(container.layers, container.rootfs, container.rootless)
     files = container.network.write_files(network_files_dir(container), container.hostname)
     netfiles.bind(files, container.rootfs, create_missing=bool(container.layers))
+    # TODO(step 10): The kernel's views, on the root filesystem while the host's mount
+    #   table is still there to read: /sys (lockdown.mount_sysfs) and the container's
+    #   own cgroups on /sys/fs/cgroup (lockdown.mount_cgroup), read-only unless
+    #   --privileged. enter_rootfs's recursive bind mount of the rootfs takes them
+    #   along.
     enter_rootfs(container.rootfs)
+    # TODO(step 10): Now that / and /dev are the container's: docker's /dev extras
+    #   (lockdown.mount_dev_extras); unless --privileged, nodev on / and /dev
+    #   (lockdown.remount), so that no device node it makes can be opened; then the
+    #   read-only and masked /proc and /sys paths (lockdown.lock_system_paths), unless
+    #   --security-opt systempaths=unconfined.
     if container.terminal:
         container.terminal.setup_container()
+    # TODO(step 10): Still root, in runc's order: no_new_privs if asked
+    #   (seccomp.set_no_new_privs); without it the seccomp filter now (seccomp.install),
+    #   while we hold the CAP_SYS_ADMIN that loading it needs; the bounding set
+    #   (capabilities.drop_bounding), while we hold CAP_SETPCAP; and PR_SET_KEEPCAPS
+    #   (set_keepcaps), so that the user switch keeps the permitted set.
     process.become(container.process, container.hostname)
     argv = container.process.argv
     syscalls.close_range(3)
+    # TODO(step 10): Last, as the container's user: keepcaps off, the permitted and
+    #   effective sets exactly what it keeps (capabilities.set_process_caps: capset(2)),
+    #   and with no_new_privs the filter now, so that it judges nothing of ours but
+    #   execve.
     execute(argv)
 
 
@@ -296,6 +326,24 @@ def check_rootfs(image):
     if not entries:
         raise UdockerError(f"root filesystem {image!r} is empty; {hint}")
     return rootfs
+
+
+def lock_down(container, args):
+    """What --cap-add, --cap-drop, --security-opt and --privileged ask for, checked before anything runs.
+
+    As docker's: --privileged gives every capability we have, no seccomp filter
+    and no masked or read-only /proc and /sys paths.
+    """
+    container.privileged = args.privileged
+    container.security = seccomp.security_options(args.security_opt)
+    if args.privileged:
+        container.security.seccomp = container.security.system_paths = False
+    try:
+        container.capabilities = capabilities.resolve(args.cap_add, args.cap_drop, args.privileged)
+        if container.security.seccomp:
+            seccomp.native_arch()  # a machine we have no syscall table for: say so now
+    except ValueError as error:
+        raise UdockerError(str(error)) from None
 
 
 def enter_rootfs(rootfs):
