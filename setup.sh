@@ -10,7 +10,7 @@
 #                                     cache of Docker Hub on HOST:PORT (default 0.0.0.0:5050) and
 #                                     the workshop's images on PORT+1
 #        [--hub-credentials FILE] [--tls-cert PEM --tls-key PEM]
-#   sudo ./setup.sh --with-vm-lane  + qemu, kernel and initramfs of the cgroup-v2 test lane (CI)
+#   sudo ./setup.sh --with-vm-lane  + qemu, kernel and initramfs of the cgroup-v2 test lane, ruff (CI)
 #
 # Debian 12 or Ubuntu 24.04, amd64 or arm64, as root. Safe to run again: it
 # only does what is missing, one line per action.
@@ -20,7 +20,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 VENV=/opt/container-workshop/venv
 STATE=/var/lib/container-workshop
 REGISTRY=127.0.0.1:5000
-VM=0 LANE=0 CACHE=""
+VM=0 LANE=0 DEV=0 CACHE=""
 MIRROR=${WORKSHOP_MIRROR:-} MIRROR_CA=${WORKSHOP_MIRROR_CA:-} HUB_CREDENTIALS="" TLS_CERT="" TLS_KEY=""
 value() {  # the value of an option given as --name=VALUE or --name VALUE
   case $1 in *=*) echo "${1#*=}" ;; *) [ -n "${2:-}" ] && [ "${2#--}" = "$2" ] || { echo "setup.sh: $1 needs a value" >&2; exit 2; }; echo "$2" ;; esac
@@ -29,7 +29,7 @@ while [ $# -gt 0 ]; do
   arg=$1; shift
   case $arg in
     --vm) VM=1 ;;
-    --with-vm-lane) LANE=1 ;;
+    --with-vm-lane) LANE=1 DEV=1 ;;  # DEV: the maintainers' tools too (ruff, for the reference's lint check)
     --mirror|--mirror=*) MIRROR=$(value "$arg" "${1:-}"); [ "${arg#*=}" != "$arg" ] || shift ;;
     --mirror-ca|--mirror-ca=*) MIRROR_CA=$(value "$arg" "${1:-}"); [ "${arg#*=}" != "$arg" ] || shift ;;
     --classroom-cache=*) CACHE=${arg#*=} ;;
@@ -99,10 +99,15 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys; sys.exit(
   rm -rf "$VENV"
   quietly "$PY" -m venv "$VENV"
 fi
-stamp="$REPO $(sha256sum "$REPO/pyproject.toml" | cut -c1-16)"
+stamp="$REPO $(sha256sum "$REPO/pyproject.toml" | cut -c1-16) dev=$DEV"
 if [ "$(cat "$VENV/.workshop-installed" 2>/dev/null)" != "$stamp" ] || [ ! -x "$VENV/bin/workshop" ]; then
-  say "pip install -e $REPO (pytest, requests, click, rich, the workshop command)"
-  quietly "$VENV/bin/pip" install --disable-pip-version-check -q -e "$REPO"
+  if [ "$DEV" = 1 ]; then
+    say "pip install -e $REPO[dev] (pytest, requests, click, rich, the workshop command; ruff)"
+    quietly "$VENV/bin/pip" install --disable-pip-version-check -q -e "$REPO[dev]"
+  else
+    say "pip install -e $REPO (pytest, requests, click, rich, the workshop command)"
+    quietly "$VENV/bin/pip" install --disable-pip-version-check -q -e "$REPO"
+  fi
   echo "$stamp" > "$VENV/.workshop-installed"
 else
   say "workshop already installed in $VENV from $REPO"

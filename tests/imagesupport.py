@@ -220,6 +220,22 @@ def _die_with_parent():
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: no registry outlives pytest
 
 
+def _stop_registry(proxy, process, logfile):
+    """Stop a registry process (and the fault proxy in front of it, if any); close its log."""
+    if proxy:
+        proxy.stop_stalling.set()
+        proxy.server.shutdown()
+        proxy.server.server_close()
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    logfile.close()
+
+
 class Registry:
     """docker-registry + token service + proxy, and the workshop's images pushed into it."""
 
@@ -298,20 +314,9 @@ class Registry:
         self.token_log.clear()
 
     def stop(self):
-        if getattr(self, "proxy", None):
-            self.proxy.stop_stalling.set()
-            self.proxy.server.shutdown()
-            self.proxy.server.server_close()
         self.token_server.shutdown()
         self.token_server.server_close()
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.logfile.close()
+        _stop_registry(getattr(self, "proxy", None), self.process, self.logfile)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -476,18 +481,7 @@ class Mirror:
         for gate in ("front", "upstream"):
             if getattr(self, gate, None):
                 getattr(self, gate).close()
-        if getattr(self, "proxy", None):
-            self.proxy.stop_stalling.set()
-            self.proxy.server.shutdown()
-            self.proxy.server.server_close()
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.logfile.close()
+        _stop_registry(getattr(self, "proxy", None), self.process, self.logfile)
 
 
 def _wait_for_registry(process, port, logfile):

@@ -2,8 +2,9 @@
 
 Builds the busybox root filesystem when it is missing, then runs a few
 containers with the newest solutions/stepN, printing every command first:
-its own hostname, its own PIDs (PID 1), root inside, and a memory limit that
-bites. Each run is checked; the demo exits 1 when one misbehaves.
+its own hostname, its own PIDs (PID 1), root inside, a memory limit that
+bites, an image pulled from a throwaway registry, a network of its own and the
+lockdown. Each run is checked; the demo exits 1 when one misbehaves.
 """
 
 from __future__ import annotations
@@ -27,23 +28,31 @@ class Scene:
     since: int                       # the first step whose runtime can do it
     options: list[str]
     command: list[str]
-    expect: Callable[[int, str], bool]
+    expect: Callable[[int, str, str], bool]  # (exit status, stdout, stderr)
     expected: str
     root_only: bool = False
 
 
 SCENES = [
     Scene("Its own hostname (a UTS namespace)", 2, ["--hostname", "demo"], ["hostname"],
-          lambda rc, out: rc == 0 and out.strip() == "demo", "prints demo"),
+          lambda rc, out, err: rc == 0 and out.strip() == "demo", "prints demo"),
     Scene("Its own process tree: the command is PID 1 (a PID namespace, its own /proc)", 4, [], ["ps"],
-          lambda rc, out: rc == 0 and any(line.split()[:1] == ["1"] for line in out.splitlines()[1:]),
+          lambda rc, out, err: rc == 0 and any(line.split()[:1] == ["1"] for line in out.splitlines()[1:]),
           "ps lists PID 1"),
     Scene("Root inside (a user namespace maps it to you when you are not root)", 3, [], ["id"],
-          lambda rc, out: rc == 0 and "uid=0(" in out, "uid=0(root)"),
+          lambda rc, out, err: rc == 0 and "uid=0(" in out, "uid=0(root)"),
     Scene("A 64 MiB buffer without a limit", 6, [], MEMORY_HOG,
-          lambda rc, out: rc == 0, "exit status 0"),
+          lambda rc, out, err: rc == 0, "exit status 0"),
     Scene("The same with --memory 32m (a cgroup): the kernel kills it", 6, ["--memory", "32m"],
-          MEMORY_HOG, lambda rc, out: rc == 137, "exit status 137 (128 + SIGKILL)", root_only=True),
+          MEMORY_HOG, lambda rc, out, err: rc == 137, "exit status 137 (128 + SIGKILL)", root_only=True),
+    # --network none (udocker's default) only: bridge would make a bridge and NAT on this machine
+    Scene("A network of its own: only lo (a network namespace)", 9, ["--network", "none"],
+          ["cat", "/proc/net/dev"],
+          lambda rc, out, err: rc == 0 and [line.split(":")[0].strip() for line in out.splitlines()[2:]] == ["lo"],
+          "one interface, lo"),
+    Scene("Locked down: root inside may not mount (Docker's capabilities and seccomp)", 10, [],
+          ["sh", "-c", "mount -t tmpfs demo /tmp && echo mounted || echo refused"],
+          lambda rc, out, err: rc == 0 and out.strip() == "refused", "refused"),
 ]
 
 
@@ -111,28 +120,9 @@ def run(step: int | None = None, impl: str | None = None, rootfs_dir: str | None
             con.print(Text("  skipped: cgroup limits need root (or a delegated cgroup); run the demo with sudo",
                            style="yellow"))
             continue
-        argv = [sys.executable, "-m", "udocker", "run", *scene.options, str(rootfs), *scene.command]
-        shown = f"$ PYTHONPATH={rel_folder} python3 -m udocker run " + shlex.join(
-            [*scene.options, str(rootfs), *scene.command])
-        con.print(Text(shown, style="cyan"), soft_wrap=True)
-        try:
-            proc = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True,
-                                  text=True, errors="replace", timeout=timeout)
-            rc, out, err = proc.returncode, proc.stdout, proc.stderr
-        except subprocess.TimeoutExpired:
-            rc, out, err = None, "", f"(no answer after {timeout:.0f} s)"
+        args = ["run", *scene.options, str(rootfs), *scene.command]
         ran += 1
-        for line in out.rstrip("\n").splitlines():
-            con.print(Text("  " + line), soft_wrap=True)
-        for line in err.rstrip("\n").splitlines():
-            con.print(Text("  " + line, style="dim yellow"), soft_wrap=True)
-        ok = rc is not None and scene.expect(rc, out)
-        status = f"exit status {rc}" if rc is not None else "timed out"
-        if ok:
-            con.print(Text(f"  {g['ok']} {status}; expected: {scene.expected}", style="green"))
-        else:
-            failures += 1
-            con.print(Text(f"  {g['fail']} {status}; expected: {scene.expected}", style="bold red"))
+        failures += 0 if show_run(con, g, rel_folder, args, env, timeout, scene.expect, scene.expected) else 1
     if step >= 8:
         image_ran, image_failures = run_image_scenes(con, g, folder, rel_folder, timeout)
         ran, failures = ran + image_ran, failures + image_failures
@@ -184,24 +174,29 @@ def run_image_scenes(con, g, folder: Path, rel_folder: str, timeout: float) -> t
                  "gone: every run starts from the pristine image"),
             ]
             for args, expect, expected in scenes:
-                con.print(Text(f"$ PYTHONPATH={rel_folder} python3 -m udocker {shlex.join(args)}", style="cyan"),
-                          soft_wrap=True)
-                try:
-                    proc = subprocess.run([sys.executable, "-m", "udocker", *args], env=env, stdin=subprocess.DEVNULL,
-                                          capture_output=True, text=True, errors="replace", timeout=timeout)
-                    rc, out, err = proc.returncode, proc.stdout, proc.stderr
-                except subprocess.TimeoutExpired:
-                    rc, out, err = None, "", f"(no answer after {timeout:.0f} s)"
                 ran += 1
-                for line in out.rstrip("\n").splitlines():
-                    con.print(Text("  " + line), soft_wrap=True)
-                for line in err.rstrip("\n").splitlines():
-                    con.print(Text("  " + line, style="dim yellow"), soft_wrap=True)
-                ok = rc is not None and expect(rc, out, err)
-                status = f"exit status {rc}" if rc is not None else "timed out"
-                con.print(Text(f"  {g['ok' if ok else 'fail']} {status}; expected: {expected}",
-                               style="green" if ok else "bold red"))
-                failures += 0 if ok else 1
+                failures += 0 if show_run(con, g, rel_folder, args, env, timeout, expect, expected) else 1
         finally:
             registry.__exit__(None, None, None)
     return ran, failures
+
+
+def show_run(con, g, rel_folder: str, args: list[str], env: dict, timeout: float, expect, expected: str) -> bool:
+    """Print `python3 -m udocker ARGS`, run it, print its output and whether it did what EXPECT wants."""
+    from rich.text import Text
+
+    con.print(Text(f"$ PYTHONPATH={rel_folder} python3 -m udocker {shlex.join(args)}", style="cyan"), soft_wrap=True)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "udocker", *args], env=env, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, errors="replace", timeout=timeout)
+        rc, out, err = proc.returncode, proc.stdout, proc.stderr
+    except subprocess.TimeoutExpired:
+        rc, out, err = None, "", f"(no answer after {timeout:.0f} s)"
+    for line in out.rstrip("\n").splitlines():
+        con.print(Text("  " + line), soft_wrap=True)
+    for line in err.rstrip("\n").splitlines():
+        con.print(Text("  " + line, style="dim yellow"), soft_wrap=True)
+    ok = rc is not None and expect(rc, out, err)
+    status = f"exit status {rc}" if rc is not None else "timed out"
+    con.print(Text(f"  {g['ok' if ok else 'fail']} {status}; expected: {expected}", style="green" if ok else "bold red"))
+    return ok

@@ -80,13 +80,14 @@ def test_a_device_node_of_a_disk_cannot_be_read_or_mounted(udocker, private_root
 
 @pytest.fixture
 def outside_cgroup():
-    """A cgroup without limits, made by the test at the top of the memory hierarchy: (path, fstype)."""
+    """A cgroup without limits outside the container's, made by the test in its own memory cgroup
+    (never at the hierarchy's root, which may not be ours): (path, fstype)."""
     hierarchy = testing.cgroup_layout_mount("memory")
     fstype = next(m.fstype for m in testing.mounts() if m.mountpoint == str(hierarchy))
-    path = hierarchy / f"udocker-escape-{token()}"
+    path = testing.process_cgroups("self")["memory"] / f"udocker-escape-{token()}"
     path.mkdir()
     try:
-        yield path, fstype
+        yield path, fstype, path.relative_to(hierarchy)
     finally:
         deadline = time.monotonic() + 5
         while True:
@@ -100,10 +101,12 @@ def outside_cgroup():
 
 
 def test_the_memory_cgroup_cannot_be_escaped(udocker, rootfs, outside_cgroup):
-    path, fstype = outside_cgroup
+    path, fstype, relative = outside_cgroup  # relative: its path from the hierarchy's root
     mount = "mount -t cgroup -o memory cgroup /dev/cg" if fstype == "cgroup" else "mount -t cgroup2 cgroup2 /dev/cg"
     script = (f"busybox mkdir -p /dev/cg; try mount busybox {mount}\n"
-              f"try move sh -c 'echo 1 > /dev/cg/{path.name}/cgroup.procs'\n")
+              # by its path from the root (no cgroup namespace), or from the container's parent (a
+              # cgroup namespace made before joining the container's cgroup: the parent is its root)
+              f"try move sh -c 'echo 1 > /dev/cg/{relative}/cgroup.procs || echo 1 > /dev/cg/{path.name}/cgroup.procs'\n")
     limit = 64 * 1024 * 1024
     with Running(udocker, "-m", "64m", rootfs, script=script) as box:
         memory = testing.process_cgroups(box.pid).get("memory")

@@ -16,7 +16,8 @@ from terminalsupport import OnTerminal  # noqa: E402
 
 
 def test_ipc_and_cgroup_namespaces_are_its_own(udocker, rootfs):
-    script = "echo own_memory_cgroup=$(grep :memory: /proc/self/cgroup | cut -d: -f3)"
+    # v1's memory line, or v2's one line (0::PATH)
+    script = "echo own_memory_cgroup=$({ grep :memory: /proc/self/cgroup || grep ^0:: /proc/self/cgroup; } | cut -d: -f3)"
     with Running(udocker, "-m", "64m", rootfs, script=script) as box:
         seen = {kind: (testing.namespace(box.pid, kind), testing.namespace("self", kind)) for kind in ("ipc", "cgroup")}
         memory = testing.process_cgroups(box.pid).get("memory")

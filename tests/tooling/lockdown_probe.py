@@ -21,6 +21,7 @@ import threading
 import time
 
 from udocker import capabilities, devices, lockdown, seccomp, syscalls
+from udocker.container import enter_user_namespace
 
 libc = ctypes.CDLL(None, use_errno=True)
 SIGCHLD = 17
@@ -56,13 +57,6 @@ def status():
     return {key: fields[key].strip() for key in
             ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp")}
 
-
-def enter_user_namespace():
-    uid, gid = os.geteuid(), os.getegid()
-    syscalls.unshare(syscalls.CLONE_NEWUSER)
-    for path, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"), ("gid_map", f"0 {gid} 1")):
-        with open(f"/proc/self/{path}", "w") as file:
-            file.write(text)
 
 
 def switch_user(uid):

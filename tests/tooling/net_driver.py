@@ -18,6 +18,7 @@ import signal
 import sys
 
 from udocker import network, syscalls
+from udocker.container import enter_user_namespace
 from udocker.errors import EXIT_RUNTIME_ERROR, UdockerError
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
@@ -120,14 +121,6 @@ def wait_for(pid, net):
     signal.setitimer(signal.ITIMER_REAL, 0)
     return status
 
-
-def enter_user_namespace():
-    """container.enter_user_namespace: uid and gid 0 inside are ours outside."""
-    uid, gid = os.geteuid(), os.getegid()
-    syscalls.unshare(syscalls.CLONE_NEWUSER)
-    for path, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"), ("gid_map", f"0 {gid} 1")):
-        with open(f"/proc/self/{path}", "w") as file:
-            file.write(text)
 
 
 if __name__ == "__main__":

@@ -171,7 +171,8 @@ def test_demo_pulls_and_runs_an_image_from_a_throwaway_registry(tmp_path):
                             timeout=300, cwd=REPO, env={**os.environ, "COLUMNS": "200",
                                                         "WORKSHOP_ROOTFS": str(tmp_path / "busybox")})
     assert result.returncode == 0 and "demo runs behaved" in result.stdout, result.stdout + result.stderr
-    for expected in ("udocker pull 127.0.0.1:", "hello from /srv/app", "gone"):
+    # the newest solution's scenes too: its network (step 9) and its lockdown (step 10)
+    for expected in ("udocker pull 127.0.0.1:", "hello from /srv/app", "gone", "only lo", "may not mount"):
         assert expected in result.stdout, f"expected {expected!r} in the demo's output, got {result.stdout}"
     left = processes_naming("workshop-demo-")
     assert left == [], f"expected nothing of the demo's registry left running, got {left}"

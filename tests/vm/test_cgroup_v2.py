@@ -6,9 +6,10 @@ boots a small qemu VM (software emulation) with Debian's kernel, a busybox
 initramfs and the host's root file system shared read-only over 9p with a
 tmpfs overlay (vm/init), and runs vm/guest-suite.sh inside: tests/step6 against
 solutions/step6 and the newest solution, the cgroup tests of tests/step8
-against the newest solution, and a check of each mechanism of tests/step9 (its
-sandbox networks need no network of the guest's) (:func:`lane`, the one list of
-the lane's checks). One boot for everything; each guest check becomes one test
+against the newest solution, a check of each mechanism of tests/step9 (its
+sandbox networks need no network of the guest's) and of tests/step10 (a cgroup
+namespace and a read-only cgroup2 mount) (:func:`lane`, the one list of the
+lane's checks). One boot for everything; each guest check becomes one test
 result here, and a
 failing one shows the guest's output.
 
@@ -52,6 +53,12 @@ NETWORK_TESTS = ("none_has_only or lo_down or rootless_container_has or eth0_has
                  " or two_containers or after_exit or publish_in or publish_rootless or exit_status_with"
                  " or stop_timeout")
 
+#: step 10 where it meets cgroup v2 (a cgroup namespace, one read-only cgroup2 mount), with one
+#: check of each other mechanism on a distribution kernel (capabilities, seccomp, a read-only /sys)
+LOCKDOWN_STEP = 10
+LOCKDOWN_TESTS = ("memory_cgroup_cannot_be_escaped or ipc_and_cgroup_namespaces or sys_is_read_only"
+                  " or dockers_14_capabilities or seccomp_filter_is_on")
+
 
 def lane() -> list[tuple[str, str]]:
     """The lane's checks, in order: (name, what vm/guest-suite.sh runs: @FUNCTION, one of its
@@ -66,6 +73,9 @@ def lane() -> list[tuple[str, str]]:
     if newest >= NETWORK_STEP:
         checks.append((f"step{NETWORK_STEP}-on-solutions-step{newest}",
                        f"tests/step{NETWORK_STEP} --impl solutions/step{newest} -k '{NETWORK_TESTS}'"))
+    if newest >= LOCKDOWN_STEP:
+        checks.append((f"step{LOCKDOWN_STEP}-on-solutions-step{newest}",
+                       f"tests/step{LOCKDOWN_STEP} --impl solutions/step{newest} -k '{LOCKDOWN_TESTS}'"))
     checks.append(("no-leftover-cgroups", "@no_leftovers"))
     return checks
 
@@ -130,7 +140,7 @@ def guest() -> GuestRun:
     """Boot the VM once, run every check in it, and return what it printed."""
     python = sys.executable
     # The guest's /tmp is empty: keep the folders it needs when they are under /tmp.
-    keep = sorted({str(REPO), sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(python))})
+    keep = sorted({str(REPO), str(CACHE), sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(python))})
     if os.geteuid() != 0:
         _fail_setup("needs root (qemu's 9p share of / and the guest's root are root's); run pytest as root")
 
