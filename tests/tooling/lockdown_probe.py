@@ -22,6 +22,7 @@ import time
 
 from udocker import capabilities, devices, lockdown, seccomp, syscalls
 from udocker.container import enter_user_namespace
+from udocker.errors import UdockerError
 
 libc = ctypes.CDLL(None, use_errno=True)
 SIGCHLD = 17
@@ -44,6 +45,8 @@ def attempt(function, *args):
         return "ok"
     except OSError as error:
         return errno.errorcode.get(error.errno, str(error.errno))
+    except UdockerError as error:  # an OSError the runtime explains: its cause's errno
+        return errno.errorcode.get(error.__cause__.errno, str(error))
 
 
 def name(result):
@@ -155,6 +158,8 @@ def open_for_writing(path):
         return "ok"
     except OSError as error:
         return errno.errorcode.get(error.errno, str(error.errno))
+    except UdockerError as error:  # an OSError the runtime explains: its cause's errno
+        return errno.errorcode.get(error.__cause__.errno, str(error))
 
 
 def writable_sysfs_file():

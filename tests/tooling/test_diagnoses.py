@@ -22,6 +22,7 @@ EXPECTED = {
     "gid-map-before-setgroups": "user-namespace-refused",
     "docker-media-type-missing": "manifest-digest-mismatch",
     "python-traceback": "python-error",
+    "seccomp-last-without-no-new-privs": "seccomp-needs-no-new-privs",
     "pid-namespace-in-the-child": None,  # the PID checks fail, each its own way: their hints say it
 }
 

@@ -47,6 +47,7 @@ import os
 import struct
 
 from udocker import capabilities, syscalls
+from udocker.errors import UdockerError
 
 # Return values (<linux/seccomp.h>): the action in the high 16 bits, data below.
 SECCOMP_RET_KILL_PROCESS = 0x80000000
@@ -366,11 +367,18 @@ def load(program):
     raw = to_bytes(program)
     fprog = _SockFprog(len(program), raw)
     try:
-        syscalls.seccomp(syscalls.SECCOMP_SET_MODE_FILTER, 0, fprog)
-    except OSError as error:
-        if error.errno != errno.ENOSYS:  # seccomp(2) exists since Linux 3.17; prctl is older
-            raise
-        syscalls.prctl(syscalls.PR_SET_SECCOMP, syscalls.SECCOMP_MODE_FILTER, ctypes.addressof(fprog))
+        try:
+            syscalls.seccomp(syscalls.SECCOMP_SET_MODE_FILTER, 0, fprog)
+        except OSError as error:
+            if error.errno != errno.ENOSYS:  # seccomp(2) exists since Linux 3.17; prctl is older
+                raise
+            syscalls.prctl(syscalls.PR_SET_SECCOMP, syscalls.SECCOMP_MODE_FILTER, ctypes.addressof(fprog))
+    except PermissionError as error:  # the usual mistake, named: the order of the calls
+        raise UdockerError(
+            "cannot load the seccomp filter (EACCES): without CAP_SYS_ADMIN (after the switch to"
+            " another user, or after the capabilities are dropped) it needs no_new_privs first;"
+            " load it while still root, or call set_no_new_privs() before it"
+        ) from error
 
 
 def install(rules=DEFAULT_DENY):

@@ -58,6 +58,10 @@ CASES = [
          SETGROUPS + UID_MAP + GID_MAP, UID_MAP + GID_MAP + SETGROUPS, 5),
     Case("docker-media-type-missing", 8, "image/manifest.py",
          "OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST", "OCI_INDEX, OCI_MANIFEST, DOCKER_LIST", 8),
+    Case("seccomp-last-without-no-new-privs", 10, "container.py",
+         "    if security.seccomp and not security.no_new_privileges:\n        seccomp.install(seccomp.default_rules(keep))\n",
+         "", 10, keyword="test_seccomp or test_capabilities",
+         also=("    if security.seccomp and security.no_new_privileges:\n", "    if security.seccomp:\n")),
     Case("python-traceback", 2, "container.py",
          "    syscalls.sethostname(args.hostname)\n", "    syscalls.sethostname(args.hostnmae)\n", 2),
 ]
