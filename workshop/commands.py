@@ -176,8 +176,10 @@ def _check_once(step, folder, learner, only_step, as_json, verbose, keyword, off
 
     stream = sys.stderr if (verbose and as_json) else (sys.stdout if verbose else None)
     if not as_json and not verbose and sys.stdout.isatty():
-        with _console().status(f"checking step {step} ..."):
-            result = grading.run(step, folder, only_step, keyword, offline)
+        with _console().status(f"checking step {step} ...") as status:
+            def progress(number: int, total: int, name: str) -> None:
+                status.update(f"checking step {step}: {number} of {total}, {name}")
+            result = grading.run(step, folder, only_step, keyword, offline, progress=progress)
     else:
         result = grading.run(step, folder, only_step, keyword, offline, stream=stream)
     if learner:

@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -205,12 +206,12 @@ def _inside(path: Path, root: Path) -> bool:
 
 
 def run(step: int, impl: Path, only_step: bool = False, keyword: str | None = None, offline: bool = False,
-        stream=None) -> Result:
+        stream=None, progress=None) -> Result:
     """Grade IMPL against the suites of steps 0..STEP (or STEP only).
 
     keyword: pytest's -k. offline: leave the `network` checks out (by default they are left
     out only when Docker Hub does not answer). stream: a file to copy pytest's output to as it
-    comes (``--verbose``).
+    comes (``--verbose``). progress: called with (number, total, name) as each check starts.
     """
     from .harness.leaks import CHECK_SESSION_ENV, sweep, udocker_cgroups
 
@@ -228,11 +229,38 @@ def run(step: int, impl: Path, only_step: bool = False, keyword: str | None = No
             result.error = f"no test suite found for step {step} (looked for tests/step{step}/)"
             return result
         env = {**pytest_env(), CHECK_SESSION_ENV: token, "TMPDIR": str(folder)}
-        result.returncode, result.output, result.interrupted = _pytest(argv, env, stream)
+        watcher = _watch_progress(report + ".progress", progress) if progress else None
+        try:
+            result.returncode, result.output, result.interrupted = _pytest(argv, env, stream)
+        finally:
+            if watcher:
+                watcher.set()
         _read_report(result, report)
         return result
     finally:
         result.swept = [line for line in sweep(token, folder, cgroups_before) if line != f"directory {folder}"]
+
+
+def _watch_progress(path: str, progress) -> threading.Event:
+    """Call progress(number, total, name) whenever the report plugin names a new check; set the
+    returned event to stop."""
+    done = threading.Event()
+
+    def watch():
+        seen = None
+        while not done.wait(0.2):
+            try:
+                with open(path, encoding="utf-8") as f:
+                    line = f.read().strip()
+            except OSError:
+                continue
+            if line and line != seen:
+                seen = line
+                number, total, name = line.split(" ", 2)
+                progress(int(number), int(total), name)
+
+    threading.Thread(target=watch, daemon=True).start()
+    return done
 
 
 def _pytest(argv: list[str], env: dict, stream) -> tuple[int, str, bool]:
@@ -242,6 +270,16 @@ def _pytest(argv: list[str], env: dict, stream) -> tuple[int, str, bool]:
                             stderr=subprocess.STDOUT, text=True, errors="replace")
     chunks = []
     assert proc.stdout is not None
+    # SIGTERM (`timeout`, a closed session) stops the checks as Ctrl-C does; pytest, which
+    # does not get it, is then sent the SIGINT a terminal would have sent its process group
+    terminated = []
+
+    def on_sigterm(signum, frame):
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if threading.current_thread() is threading.main_thread() \
+        else None
     try:
         for line in proc.stdout:
             chunks.append(line)
@@ -252,12 +290,17 @@ def _pytest(argv: list[str], env: dict, stream) -> tuple[int, str, bool]:
     except KeyboardInterrupt:
         print("\nworkshop check: stopping the checks and cleaning up (Ctrl-C again to stop at once)",
               file=sys.stderr, flush=True)
+        if terminated:
+            proc.send_signal(signal.SIGINT)
         try:
             proc.wait(timeout=STOP_GRACE)
         except (KeyboardInterrupt, subprocess.TimeoutExpired):
             proc.send_signal(signal.SIGKILL)
             proc.wait()
         return proc.returncode, "".join(chunks), True
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _read_report(result: Result, report: str) -> None:

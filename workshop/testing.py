@@ -55,6 +55,8 @@ SESSION_ENV = "WORKSHOP_TEST_SESSION"
 DEFAULT_TIMEOUT = float(os.environ.get("WORKSHOP_TEST_TIMEOUT", "10"))
 #: no runtime a test starts lives longer than this, whatever the test does (or forgets) meanwhile
 LIFETIME = 15 * DEFAULT_TIMEOUT
+#: how long a runtime stopped with SIGTERM at a timeout may take to say why, before SIGKILL
+STOP_GRACE = 1.0
 
 
 def token(prefix: str = "t") -> str:
@@ -310,7 +312,23 @@ class Container:
     def _expire(self, lifetime: float) -> None:
         if self.proc.poll() is None:
             self.timed_out = lifetime
-            kill_tree(self.pid)
+            self._terminate()
+
+    def _terminate(self) -> None:
+        """SIGTERM the runtime and give it a moment, then SIGKILL it and all it started: a runtime
+        stuck before its container started (a handshake in the wrong order) can say where."""
+        tree = descendants(self.pid)  # now: once the runtime is gone they are no longer its
+        try:
+            os.kill(self.pid, signal.SIGTERM)
+            self.proc.wait(STOP_GRACE)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        kill_tree(self.pid)
+        for pid in reversed(tree):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
 
     def _pump(self, stream, buffer: bytearray):
         while True:
@@ -377,7 +395,7 @@ class Container:
                     pass
             exited = self.returncode is not None
             if not exited:
-                self.kill()
+                self.kill(gently=True)
             self.result().check(False, f"the container to print {text!r}",
                                 "nothing like it before the runtime exited" if exited
                                 else f"nothing like it within {timeout:g} s")
@@ -427,10 +445,10 @@ class Container:
             except Exception:  # noqa: BLE001
                 pass
 
-    def kill(self) -> None:
-        """Kill the runtime and every process under it."""
+    def kill(self, gently: bool = False) -> None:
+        """Kill the runtime and every process under it (gently: SIGTERM the runtime first)."""
         if self.returncode is None:
-            kill_tree(self.pid)
+            self._terminate() if gently else kill_tree(self.pid)
             self._reap(timeout=5)
 
     def finish(self, input: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> Result:
@@ -443,7 +461,7 @@ class Container:
         while self.proc.poll() is None:
             if time.monotonic() > deadline:
                 self.timed_out = timeout
-                self.kill()
+                self.kill(gently=True)
                 return self.result()
             time.sleep(0.005)
         self._reap()

@@ -24,8 +24,8 @@ def test_publish_in_none_mode(net, www):
         page = http_get(net.sandbox, "127.0.0.1", 8080)
         result = c.finish(input="\n")
     result.expect_exit(0)
-    result.check(list(links) == ["lo"] and is_up(links["lo"]), "a container with lo only (--network none)",
-                 sorted(links))
+    result.check(list(links) == ["lo"] and is_up(links["lo"]), "a container with lo only, up (--network none)",
+                 ", ".join(f"{name} {'up' if is_up(link) else 'down'}" for name, link in sorted(links.items())))
     result.check(page == www.word + "\n", "the container's page at http://127.0.0.1:8080/ on the host",
                  repr(page))
 

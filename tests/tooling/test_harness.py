@@ -267,10 +267,20 @@ def test_a_hung_check_fails_at_its_deadline(suite):
 
 
 def test_no_container_outlives_its_lifetime(tmp_path):
+    """At its lifetime a runtime gets SIGTERM (it may say where it was stuck), then SIGKILL with all
+    it started, when it ignores that."""
     c = testing.Container(["sleep", "30"], "sleep 30", dict(os.environ), str(tmp_path), lifetime=0.5)
     time.sleep(1.0)
     result = c.finish(timeout=5)
+    assert result.timed_out == 0.5 and result.returncode == -signal.SIGTERM
+    tag = f"30.{time.time_ns() % 10**6:06d}"  # a duration no other sleep has
+    deaf = ["sh", "-c", f"trap '' TERM; sleep {tag} & wait"]  # sleep inherits the ignored SIGTERM
+    c = testing.Container(deaf, "sh", dict(os.environ), str(tmp_path), lifetime=0.5)
+    result = c.finish(timeout=5)
     assert result.timed_out == 0.5 and result.returncode == -signal.SIGKILL
+    time.sleep(0.2)
+    left = [pid for pid in testing.all_pids() if tag in " ".join(testing.cmdline(pid))]
+    assert left == [], f"expected nothing of the runtime left, got {left}"
 
 
 def _leftovers_of(session: str) -> list[str]:
@@ -289,9 +299,10 @@ def _leftovers_of(session: str) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("presses", [1, 2])
+@pytest.mark.parametrize("presses", [1, 2, "sigterm"])
 def test_ctrl_c_during_a_check_leaves_nothing_behind(presses):
-    """SIGINT to the check's process group (as a terminal sends it) while containers run."""
+    """SIGINT to the check's process group (as a terminal sends it) while containers run, once or
+    twice; or SIGTERM to the workshop command alone (as `timeout` or a closed session sends it)."""
     _need_root()
     cgroups_before = _udocker_cgroups()
     env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
@@ -312,7 +323,9 @@ def test_ctrl_c_during_a_check_leaves_nothing_behind(presses):
                             session = entry.split(b"=", 1)[1].decode()
             time.sleep(0.05)
         assert session, "no container of the check started within 60 s"
-        for _ in range(presses):
+        if presses == "sigterm":
+            proc.send_signal(signal.SIGTERM)
+        for _ in range(0 if presses == "sigterm" else presses):
             os.killpg(proc.pid, signal.SIGINT)
             time.sleep(0.3)
         output, _ = proc.communicate(timeout=60)

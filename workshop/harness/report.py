@@ -83,6 +83,17 @@ class _Recorder:
                 "simulated": _simulated(item),
             }
 
+    # -- progress: `workshop check` shows which check runs (PATH.progress: "N TOTAL NAME") -----
+    def pytest_runtest_logstart(self, nodeid, location):
+        order = list(self.items)
+        number = order.index(nodeid) + 1 if nodeid in self.items else 0
+        name = self.items.get(nodeid, {}).get("name", nodeid)
+        try:
+            with open(self.path + ".progress", "w", encoding="utf-8") as f:
+                f.write(f"{number} {len(order)} {name}\n")
+        except OSError:
+            pass
+
     def pytest_deselected(self, items):
         self.deselected += len(items)
 

@@ -48,6 +48,7 @@ what a setuid-root or file-capability program (su, ping) can give the user.
 Docker sets no inheritable capabilities since 20.10.14 (CVE-2022-24769).
 """
 from udocker import syscalls
+from udocker.errors import UdockerError
 
 # Every capability of capabilities(7), by number (<linux/capability.h>).
 CAPABILITIES = {
@@ -216,7 +217,11 @@ def drop_bounding(keep):
     """
     for cap in range(last_cap() + 1):
         if cap not in keep:
-            syscalls.prctl(syscalls.PR_CAPBSET_DROP, cap)
+            try:
+                syscalls.prctl(syscalls.PR_CAPBSET_DROP, cap)
+            except PermissionError as error:  # the usual mistake, named: the order of the calls
+                raise UdockerError("cannot drop the bounding set (prctl PR_CAPBSET_DROP: EPERM): it needs"
+                                   " CAP_SETPCAP; drop it while still root, before the user switch") from error
 
 
 def set_keepcaps(keep):

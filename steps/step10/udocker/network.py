@@ -40,6 +40,8 @@ rule), ipam.py (the leases) and netfiles.py (/etc/hosts and friends).
 import argparse  # already loaded by the command line
 import errno
 import os
+import select
+import signal
 import sys
 
 from udocker import netlink, syscalls
@@ -321,9 +323,22 @@ class Handshake:
         self._close("ready_w")
 
     def child_is_ready(self):
-        ready = os.read(self.ready_r, 16) == b"ready\n"  # b"": the child died before
+        ready = self._wait_for_ready() == b"ready\n"  # b"": the child died before
         self._close("ready_r")
         return ready
+
+    def _wait_for_ready(self):
+        """Read the child's word. The parent holds its signals (container.py), so a wait that
+        never ends (a handshake in the wrong order) would hold Ctrl-C too: a signal that ends
+        udocker ends the wait instead, and the child, told nothing, gives up."""
+        while not select.select([self.ready_r], [], [], 0.05)[0]:
+            pending = signal.sigpending() & {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT}
+            if pending:
+                self.give_up()
+                signum = min(pending)
+                raise UdockerError(f"{signal.Signals(signum).name} before the container started (while the"
+                                   " network handshake waited for the child's \"ready\")", 128 + signum)
+        return os.read(self.ready_r, 16)
 
     def tell_child_go(self):
         os.write(self.go_w, b"go\n")

@@ -58,6 +58,12 @@ CASES = [
          SETGROUPS + UID_MAP + GID_MAP, UID_MAP + GID_MAP + SETGROUPS, 5),
     Case("docker-media-type-missing", 8, "image/manifest.py",
          "OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST", "OCI_INDEX, OCI_MANIFEST, DOCKER_LIST", 8),
+    Case("network-handshake-in-the-wrong-order", 9, "network.py",
+         "        self.handshake.tell_parent()\n        if not self.handshake.parent_said_go():\n"
+         "            os._exit(EXIT_RUNTIME_ERROR)  # the parent failed: it reports why, we go quietly\n",
+         "        if not self.handshake.parent_said_go():\n"
+         "            os._exit(EXIT_RUNTIME_ERROR)  # the parent failed: it reports why, we go quietly\n"
+         "        self.handshake.tell_parent()\n", 9, keyword="test_namespace"),
     Case("seccomp-last-without-no-new-privs", 10, "container.py",
          "    if security.seccomp and not security.no_new_privileges:\n        seccomp.install(seccomp.default_rules(keep))\n",
          "", 10, keyword="test_seccomp or test_capabilities",
