@@ -261,17 +261,14 @@ def cgroup_v2_only() -> bool:
     return all(fstypes.get(str(where.get(c))) == "cgroup2" for c in ("memory", "cpu", "pids"))
 
 
-def kill_tree(pid: int) -> None:
-    """SIGKILL a process and all its descendants (deepest first)."""
-    for p in reversed(descendants(pid)):
+def kill_tree(pid: int, also: list[int] = ()) -> None:
+    """SIGKILL a process and all its descendants (deepest first), then the processes ALSO
+    (descendants it had before it died: they are no longer its)."""
+    for p in [*reversed(descendants(pid)), pid, *reversed(also)]:
         try:
             os.kill(p, signal.SIGKILL)
         except OSError:
             pass
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except OSError:
-        pass
 
 
 # --------------------------------------------------------------------------- the runtime
@@ -323,12 +320,7 @@ class Container:
             self.proc.wait(STOP_GRACE)
         except (OSError, subprocess.TimeoutExpired):
             pass
-        kill_tree(self.pid)
-        for pid in reversed(tree):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        kill_tree(self.pid, also=tree)
 
     def _pump(self, stream, buffer: bytearray):
         while True:

@@ -75,8 +75,9 @@ class _Recorder:
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_finish(self, session):
-        for item in session.items:
+        for number, item in enumerate(session.items, 1):
             self.items[item.nodeid] = {
+                "number": number,  # in the order they run: the progress `workshop check` shows
                 "name": getattr(item, "originalname", None) or item.name.split("[", 1)[0],
                 "title": _first_line(getattr(getattr(item, "function", None), "__doc__", None)),
                 "markers": sorted({m.name for m in item.iter_markers()}),
@@ -85,12 +86,10 @@ class _Recorder:
 
     # -- progress: `workshop check` shows which check runs (PATH.progress: "N TOTAL NAME") -----
     def pytest_runtest_logstart(self, nodeid, location):
-        order = list(self.items)
-        number = order.index(nodeid) + 1 if nodeid in self.items else 0
-        name = self.items.get(nodeid, {}).get("name", nodeid)
+        item = self.items.get(nodeid, {})
         try:
             with open(self.path + ".progress", "w", encoding="utf-8") as f:
-                f.write(f"{number} {len(order)} {name}\n")
+                f.write(f"{item.get('number', 0)} {len(self.items)} {item.get('name', nodeid)}\n")
         except OSError:
             pass
 

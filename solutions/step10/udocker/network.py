@@ -41,7 +41,6 @@ import argparse  # already loaded by the command line
 import errno
 import os
 import select
-import signal
 import sys
 
 from udocker import netlink, syscalls
@@ -329,15 +328,18 @@ class Handshake:
 
     def _wait_for_ready(self):
         """Read the child's word. The parent holds its signals (container.py), so a wait that
-        never ends (a handshake in the wrong order) would hold Ctrl-C too: a signal that ends
-        udocker ends the wait instead, and the child, told nothing, gives up."""
+        never ends (a handshake in the wrong order) would hold Ctrl-C too: a signal that came
+        ends the wait instead, as container.abort_if_signalled does before the fork, and the
+        child, told nothing, gives up."""
+        from udocker.container import abort_if_signalled  # loaded already: it imports us
+
         while not select.select([self.ready_r], [], [], 0.05)[0]:
-            pending = signal.sigpending() & {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT}
-            if pending:
+            try:
+                abort_if_signalled()
+            except UdockerError as error:
                 self.give_up()
-                signum = min(pending)
-                raise UdockerError(f"{signal.Signals(signum).name} before the container started (while the"
-                                   " network handshake waited for the child's \"ready\")", 128 + signum)
+                raise UdockerError(f"{error} (while the network handshake waited for the child's \"ready\")",
+                                   error.exit_code) from None
         return os.read(self.ready_r, 16)
 
     def tell_child_go(self):
