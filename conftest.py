@@ -27,14 +27,13 @@ import contextlib
 import os
 import shutil
 import signal
-import stat
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from workshop import meta, mountinfo, paths
+from workshop import meta, mountinfo, paths, scratch
 from workshop import rootfs as rootfs_builder
 from workshop import testing
 from workshop.harness import leaks
@@ -85,14 +84,6 @@ def pytest_generate_tests(metafunc):
 # --------------------------------------------------------------------------- session resources
 
 
-def _world_traversable(path: Path) -> bool:
-    path = path.resolve()
-    for p in [path, *path.parents]:
-        if not os.stat(p).st_mode & stat.S_IXOTH:
-            return False
-    return True
-
-
 @pytest.fixture(scope="session")
 def session_token():
     """The token in the environment of every runtime of the session; `workshop check` gives its own
@@ -104,12 +95,14 @@ def session_token():
 def session_dir(session_token):
     """A world-readable temporary directory for the session (the rootless user must reach the rootfs)."""
     base = Path(tempfile.gettempdir())
-    if not _world_traversable(base):
+    if not testing.world_traversable(base):
         base = Path("/tmp")
     path = Path(tempfile.mkdtemp(prefix=f"workshop-tests-{session_token}-", dir=base))
     os.chmod(path, 0o755)
+    held = scratch.hold(path)  # `workshop clean` removes it if the session is killed outright
     yield path
     leaks.remove_tree(path)
+    os.close(held)
 
 
 @pytest.fixture(scope="session")

@@ -39,6 +39,7 @@ from pathlib import Path
 import pytest
 
 from workshop import images as builder
+from workshop import scratch
 
 REGISTRY_BINARY = "/usr/bin/docker-registry"
 SERVICE = "workshop-registry"
@@ -245,6 +246,7 @@ class Registry:
                                "(setup.sh installs it)")
         self.dir = tempfile.mkdtemp(prefix="workshop-registry-")
         os.chmod(self.dir, 0o755)
+        self.held = scratch.hold(self.dir)  # `workshop clean` removes it (and its registry) if we are killed
         self.token_log: list = []
         self.token_server = _serve(_TokenHandler, log=self.token_log)
         self.token_url = f"http://127.0.0.1:{self.token_server.server_address[1]}/token"
@@ -318,6 +320,7 @@ class Registry:
         self.token_server.server_close()
         _stop_registry(getattr(self, "proxy", None), self.process, self.logfile)
         shutil.rmtree(self.dir, ignore_errors=True)
+        os.close(self.held)
 
 
 _registry: Registry | None = None

@@ -14,6 +14,10 @@ In this order, because each kind keeps the next one busy:
 3. mounts below UDOCKER_ROOT, on the workshop's root filesystem, or overlays
    whose layers live in UDOCKER_ROOT: unmounted deepest (and newest) first,
    lazily (MNT_DETACH) when busy.
+4. the workshop's scratch folders in the temp directory (``workshop-*``) whose
+   owner was killed outright (workshop.scratch: its lock is free), after the
+   processes that name them on their command line (a test registry's) and
+   what is mounted below them.
 
 Everything is found from /proc, so nothing here depends on the runtime's code,
 except step 9's network (`Cleaner.network`), which uses the reference runtime's
@@ -26,12 +30,16 @@ container still uses them.
 from __future__ import annotations
 
 import errno
+import glob
 import os
+import shutil
 import signal
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from workshop import scratch
 from workshop.mountinfo import Mount, detach
 from workshop.mountinfo import read as read_mounts
 from workshop.procfs import alive, all_pids, cmdline, ppid_of
@@ -64,7 +72,7 @@ class Cleaner:
     def __init__(self, udocker_root: os.PathLike | str, rootfs_dirs=(), *,
                  proc: str = "/proc", mountinfo: str | None = None,
                  cgroup_mounts: list[str] | None = None, pids: set[int] | None = None,
-                 kill_timeout: float = 3.0, all: bool = False):
+                 kill_timeout: float = 3.0, all: bool = False, tmp_dirs: list[str] | None = None):
         self.udocker_root = os.path.abspath(udocker_root)
         self.rootfs_dirs = [os.path.abspath(p) for p in rootfs_dirs]
         self.proc = proc
@@ -73,6 +81,7 @@ class Cleaner:
         self.only_pids = pids
         self.kill_timeout = kill_timeout
         self.all = all  # also stop running containers
+        self.tmp_dirs = tmp_dirs if tmp_dirs is not None else sorted({tempfile.gettempdir(), "/tmp"})
         self.skipped: list[Action] = []  # what was left alone, and why
 
     # ------------------------------------------------------------ processes
@@ -188,6 +197,37 @@ class Cleaner:
         order = {id(m): i for i, m in enumerate(hits)}
         return sorted(hits, key=lambda m: (_depth(m.mountpoint), order[id(m)]), reverse=True)
 
+    # ------------------------------------------------------------ scratch folders
+    def find_scratch(self) -> list[tuple[str, list[int]]]:
+        """[(folder, [pids])]: the scratch folders whose owner is gone (scratch.abandoned), each with
+        the processes that name it on their command line (say, the docker-registry of a test)."""
+        protected = self._protected()
+        found = []
+        for base in self.tmp_dirs:
+            for folder in sorted(glob.glob(os.path.join(base, scratch.PATTERN))):
+                if os.path.islink(folder) or not os.path.isdir(folder) or not scratch.abandoned(folder):
+                    continue
+                inside = folder.rstrip("/") + "/"
+                users = [pid for pid in self._all_pids() if pid not in protected
+                         and any(arg == folder or inside in arg for arg in cmdline(pid, self.proc))]
+                found.append((folder, users))
+        return found
+
+    def _remove_scratch(self, folder: str) -> Action:
+        action = Action("folder", folder, "its owner is gone")
+        below = {m.mountpoint for m in read_mounts(self.mountinfo) if _under(m.mountpoint, folder, strictly=False)}
+        for mountpoint in sorted(below, key=_depth, reverse=True):
+            detach(mountpoint)
+        still = [m.mountpoint for m in read_mounts(self.mountinfo) if _under(m.mountpoint, folder, strictly=False)]
+        if still:  # never delete through a mount
+            action.error = f"still mounted: {still[0]}"
+            return action
+        shutil.rmtree(folder, ignore_errors=True)
+        action.done = not os.path.exists(folder)
+        if not action.done:
+            action.error = "could not be removed"
+        return action
+
     # ------------------------------------------------------------ all
     def _targets(self):
         """What to clean, and (into self.skipped) what a running container still uses."""
@@ -282,23 +322,16 @@ class Cleaner:
         actions = [Action("process", str(pid), why) for pid, why in procs]
         actions += [Action("cgroup", d, _count(len(_cgroup_pids(d)), "process", "processes")) for d in cgroups]
         actions += [Action("mount", m.mountpoint, f"{m.fstype} {m.source}".strip()) for m in self.find_mounts()]
+        for folder, users in self.find_scratch():
+            actions += [Action("process", str(pid), "names " + folder) for pid in users]
+            actions.append(Action("folder", folder, "its owner is gone"))
         return actions
 
     def run(self) -> list[Action]:
         procs, cgroups = self._targets()
         done: list[Action] = []
         # 1. processes
-        for pid, why in procs:
-            a = Action("process", str(pid), why)
-            try:
-                os.kill(pid, signal.SIGKILL)
-                a.done = True
-            except ProcessLookupError:
-                a.done = True
-                a.detail += " (already gone)"
-            except OSError as e:
-                a.error = e.strerror or str(e)
-            done.append(a)
+        done += [_kill(pid, why) for pid, why in procs]
         _wait_gone(self.proc, [pid for pid, _ in procs], self.kill_timeout)
         # 2. cgroups
         for cg in cgroups:
@@ -328,10 +361,29 @@ class Cleaner:
                     a.error = err
                     failed[m.mountpoint] = a
                 done.append(a)
+        # 4. scratch folders of owners killed outright, after what still uses them
+        for folder, users in self.find_scratch():
+            done += [_kill(pid, "names " + folder) for pid in users]
+            _wait_gone(self.proc, users, self.kill_timeout)
+            done.append(self._remove_scratch(folder))
         return done
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _kill(pid: int, why: str) -> Action:
+    """SIGKILL PID: what was done, as an Action."""
+    a = Action("process", str(pid), why)
+    try:
+        os.kill(pid, signal.SIGKILL)
+        a.done = True
+    except ProcessLookupError:
+        a.done = True
+        a.detail += " (already gone)"
+    except OSError as e:
+        a.error = e.strerror or str(e)
+    return a
 
 
 def _is_runtime(argv: list[str]) -> bool:

@@ -363,8 +363,9 @@ def clean(dry_run, extra, stop_all, network):
 
     Stray runtimes and container processes, cgroups named udocker-*, mounts
     below UDOCKER_ROOT or on the workshop's root filesystem (deepest first),
-    and the address leases of containers whose
-    runtime is gone (step 9; with --network, the NAT rule and the bridge too).
+    the scratch folders of checks and tests that were killed outright, and the
+    address leases of containers whose runtime is gone (step 9; with --network,
+    the NAT rule and the bridge too).
     """
     from .views.clean import render
 

@@ -146,23 +146,26 @@ def run_image_scenes(con, g, folder: Path, rel_folder: str, timeout: float) -> t
 
     from rich.text import Text
 
+    from . import scratch
     from .registry import LocalRegistry, RegistryError
 
     con.print()
     con.print(Text("An image from a registry (steps 7 and 8)", style="bold"))
     ran = failures = 0
-    with tempfile.TemporaryDirectory(prefix="workshop-demo-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="workshop-demo-") as temp:
+        held = scratch.hold(temp)  # `workshop clean` removes it (and its registry) if we are killed
         try:
-            registry = LocalRegistry(os.path.join(scratch, "registry"))
+            registry = LocalRegistry(os.path.join(temp, "registry"))
             registry.__enter__()
         except (RegistryError, OSError) as error:
             con.print(Text(f"  {g['fail']} cannot start a throwaway registry: {error}", style="bold red"))
+            os.close(held)
             return 1, 1
         try:
             image = f"{registry.address}/workshop/config"
             con.print(Text(f"  a throwaway registry on {registry.address}, with workshop/config pushed: Env "
                            "GREETING=hello, WorkingDir /srv/app, Entrypoint sh -c", style="dim"))
-            env = dict(os.environ, PYTHONPATH=str(folder), UDOCKER_ROOT=os.path.join(scratch, "store"))
+            env = dict(os.environ, PYTHONPATH=str(folder), UDOCKER_ROOT=os.path.join(temp, "store"))
             scenes = [
                 (["pull", image], lambda rc, out, err: rc == 0 and "Downloaded" in err,
                  "exit status 0: every layer checked against its digest"),
@@ -178,6 +181,7 @@ def run_image_scenes(con, g, folder: Path, rel_folder: str, timeout: float) -> t
                 failures += 0 if show_run(con, g, rel_folder, args, env, timeout, expect, expected) else 1
         finally:
             registry.__exit__(None, None, None)
+            os.close(held)
     return ran, failures
 
 

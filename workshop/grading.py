@@ -25,7 +25,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import meta, paths
+from . import meta, paths, scratch
 
 PASS_OUTCOMES = ("passed", "xpassed")
 #: seconds pytest gets to clean up after Ctrl-C before it is killed (a second Ctrl-C: at once)
@@ -219,6 +219,7 @@ def run(step: int, impl: Path, only_step: bool = False, keyword: str | None = No
     cgroups_before = udocker_cgroups()
     folder = Path(tempfile.mkdtemp(prefix=f"workshop-check-{token}-"))
     os.chmod(folder, 0o755)
+    held = scratch.hold(folder)  # `workshop clean` removes it if we are killed outright
     report = str(folder / "report.json")
     extra = ["-k", keyword] if keyword else []
     argv, missing = build_argv(step, impl, report, only_step, extra, "off" if offline else "auto")
@@ -239,6 +240,7 @@ def run(step: int, impl: Path, only_step: bool = False, keyword: str | None = No
         return result
     finally:
         result.swept = [line for line in sweep(token, folder, cgroups_before) if line != f"directory {folder}"]
+        os.close(held)
 
 
 def _watch_progress(path: str, progress) -> threading.Event:

@@ -425,15 +425,14 @@ def start(settings: Settings, say=print) -> Settings:
     if settings.rate:
         settings.internal_port = free_port()
     write_config(settings)
-    owner = _run_as()
     (directory / "state.json").write_text(json.dumps(asdict(settings), indent=1))
     log = open(directory / "registry.log", "ab")
+    # started as we are; it becomes the docker-registry user itself once it has loaded this module
+    # (serve_command), so the checkout need not be readable by that user
     process = subprocess.Popen(
         [sys.executable, "-m", "workshop.registry", "serve", "--dir", str(directory)],
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        cwd="/", env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
-        user=owner[0] if owner else None, group=owner[1] if owner else None,
-        extra_groups=[] if owner else None)
+        cwd="/", env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
     log.close()
     (directory / "registry.pid").write_text(f"{process.pid}\n")
     try:
@@ -771,6 +770,11 @@ def warm_command(mirror, names):
 @_dir_option
 def serve_command(directory):
     """The supervisor (start runs it in the background)."""
+    owner = _run_as()
+    if owner:  # as root: the registry runs as the docker-registry user, with no group of ours
+        os.setgroups([])
+        os.setgid(owner[1])
+        os.setuid(owner[0])
     try:
         settings = Settings(**json.loads(Path(directory, "state.json").read_text()))
         sys.exit(serve(settings))

@@ -26,11 +26,15 @@ all its processes.
 
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
 import shlex
+import shutil
 import signal
+import stat
 import subprocess
+import tempfile
 import sys
 import threading
 import time
@@ -142,6 +146,43 @@ class Result:
 
 
 # --------------------------------------------------------------------------- /proc
+
+
+def world_traversable(path: Path) -> bool:
+    """May any user reach PATH (every folder up to it lets others pass)?"""
+    path = Path(path).resolve()
+    return all(os.stat(p).st_mode & stat.S_IXOTH for p in [path, *path.parents])
+
+
+_readable: dict[Path, Path] = {}
+
+
+def world_readable(path: os.PathLike | str) -> Path:
+    """PATH (a file or folder of the checkout) where another user (uid 4242, docker-registry) can
+    read it: PATH itself when others may reach it, else a copy, made once per process and removed
+    at its exit. A checkout may sit in a folder only its owner can enter (`mktemp -d`, a home of
+    mode 0750); the step tests' copies of an implementation are made the same way."""
+    from workshop import scratch
+
+    path = Path(path).resolve()
+    if world_traversable(path.parent) and (not path.is_dir() or world_traversable(path)):
+        return path
+    if path not in _readable:
+        base = Path(tempfile.mkdtemp(prefix="workshop-readable-", dir="/tmp"))
+        os.chmod(base, 0o755)
+        held = scratch.hold(base)  # `workshop clean` removes it if this process is killed outright
+        atexit.register(lambda: (shutil.rmtree(base, ignore_errors=True), os.close(held)))
+        dest = base / path.name
+        if path.is_dir():
+            shutil.copytree(path, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".git"))
+        else:
+            shutil.copy(path, dest)
+        for dirpath, _, filenames in os.walk(dest):
+            os.chmod(dirpath, 0o755)
+            for name in filenames:
+                os.chmod(os.path.join(dirpath, name), 0o644)
+        _readable[path] = dest
+    return _readable[path]
 
 
 def descendants(pid: int) -> list[int]:

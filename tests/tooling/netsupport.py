@@ -93,12 +93,15 @@ class Driven(testing.Container):
 def start(sandbox, *options: str, port: int = 80, user: bool = False, ignore_term: bool = False,
           env: dict | None = None) -> Driven:
     """net_driver.py OPTIONS -- net_container.py PORT, inside the sandbox (as uid 4242 if USER)."""
-    inner = [PYTHON, str(DRIVER), *options, "--", PYTHON, str(CONTAINER), str(port)]
+    # uid 4242 reads them where the checkout may be out of its reach
+    driver, container, runtime = (map(testing.world_readable, (DRIVER, CONTAINER, RUNTIME)) if user
+                                  else (DRIVER, CONTAINER, RUNTIME))
+    inner = [PYTHON, str(driver), *options, "--", PYTHON, str(container), str(port)]
     if ignore_term:
         inner.append("--ignore-term")
     if user:
         inner = [*testing.SETPRIV, *inner]
-    full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(RUNTIME),
+    full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(runtime),
                 "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
     shown = f"nsenter --net={sandbox.path} -- " + " ".join(shlex.quote(a) for a in inner)
     return Driven(sandbox.argv(inner), shown, full_env, str(REPO))

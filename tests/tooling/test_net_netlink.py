@@ -13,6 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from netsupport import REFERENCE, check, nothing_left_on_the_network, sandbox  # noqa: E402,F401
 from udocker import netlink  # noqa: E402
+from workshop import testing  # noqa: E402
 
 
 def ip_links(ns):
@@ -166,7 +167,7 @@ def test_netlink_needs_privilege(sandbox):
             "try:\n    netlink.link_add_bridge('br-x')\n"
             "except OSError as e:\n    print(e.errno)\n")
     result = sandbox.run(["setpriv", "--reuid=4242", "--regid=4242", "--clear-groups", "/usr/bin/python3", "-c", code],
-                         env={"PYTHONPATH": str(REFERENCE), "PYTHONDONTWRITEBYTECODE": "1"})
+                         env={"PYTHONPATH": str(testing.world_readable(REFERENCE)), "PYTHONDONTWRITEBYTECODE": "1"})
     check(result.stdout.strip() == str(errno.EPERM), f"errno {errno.EPERM} (EPERM)", (result.stdout, result.stderr))
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tooling.miniature import REPO, miniature
-from workshop import meta
+from workshop import meta, testing
 
 STEPS = meta.numbers()  # the mini repository has this repository's steps.toml
 
@@ -737,11 +737,11 @@ def test_clean_removes_processes_cgroups_and_mounts(tmp_path):
     try:
         (cgroup / "cgroup.procs").write_text(str(sleeper.pid))
         # the runtime's parent (this test) lives: a running container, left alone by default
-        cleaner = Cleaner(root, [], cgroup_mounts=[str(parent)], pids={runtime.pid, sleeper.pid})
+        cleaner = Cleaner(root, [], cgroup_mounts=[str(parent)], pids={runtime.pid, sleeper.pid}, tmp_dirs=[])
         plan = {(a.kind, a.target) for a in cleaner.plan()}
         assert ("process", str(runtime.pid)) not in plan
         assert [(a.kind, a.target) for a in cleaner.skipped] == [("process", str(runtime.pid))]
-        cleaner = Cleaner(root, [], cgroup_mounts=[str(parent)], pids={runtime.pid, sleeper.pid}, all=True)
+        cleaner = Cleaner(root, [], cgroup_mounts=[str(parent)], pids={runtime.pid, sleeper.pid}, tmp_dirs=[], all=True)
         plan = {(a.kind, a.target) for a in cleaner.plan()}
         assert ("process", str(runtime.pid)) in plan
         assert ("cgroup", str(cgroup)) in plan
@@ -758,7 +758,7 @@ def test_clean_removes_processes_cgroups_and_mounts(tmp_path):
         assert sleeper.wait(timeout=10) == -signal.SIGKILL
         assert not cgroup.exists()
         assert not _mounted(container / "rootfs") and not _mounted(container / "rootfs" / "proc")
-        assert Cleaner(root, [], cgroup_mounts=[str(parent)], pids={runtime.pid, sleeper.pid}).plan() == []
+        assert Cleaner(root, [], cgroup_mounts=[str(parent)], pids={runtime.pid, sleeper.pid}, tmp_dirs=[]).plan() == []
     finally:
         for p in (runtime, sleeper):
             if p.poll() is None:
@@ -798,7 +798,7 @@ def test_clean_leaves_running_containers_alone_unless_all(tmp_path):
         500: (100, ["python3", "-m", "pytest", "-k", "udocker"], "/"),                   # unrelated
     })
     (tmp_path / "mountinfo").write_text("")
-    kw = dict(proc=proc, mountinfo=str(tmp_path / "mountinfo"), cgroup_mounts=[])
+    kw = dict(proc=proc, mountinfo=str(tmp_path / "mountinfo"), cgroup_mounts=[], tmp_dirs=[])
     cleaner = Cleaner(root, [rootfs], **kw)
     plan = [(a.kind, a.target) for a in cleaner.plan()]
     assert plan == [("process", "300"), ("process", "301"), ("process", "400")]
@@ -830,6 +830,51 @@ def test_clean_finds_mounts_on_the_rootfs_and_overlays(tmp_path):
     # deepest first
     assert found.index(f"{root}/containers/x/rootfs/proc") < found.index(f"{root}/containers/x/rootfs")
     assert found.index(f"{rootfs}/proc") < found.index(rootfs)
+
+
+def test_clean_removes_the_scratch_folders_of_owners_killed_outright(tmp_path):
+    """A folder whose owner's lock is free goes, after the processes that name it and what is mounted
+    in it; one whose owner lives, and one nobody ever held, stay."""
+    _need_root()
+    from workshop.clean import Cleaner
+
+    base = tmp_path / "tmp"
+    live, dead, never = base / "workshop-check-live", base / "workshop-tests-dead", base / "workshop-bench-never"
+    for folder in (live, dead, never):
+        (folder / "rootfs").mkdir(parents=True)
+    hold = ("import sys, time; from workshop import scratch; scratch.hold(sys.argv[1]); print(flush=True);"
+            " time.sleep(120)")
+    owners = [subprocess.Popen([sys.executable, "-c", hold, str(f)], stdout=subprocess.PIPE, cwd=REPO)
+              for f in (live, dead)]
+    registry = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", str(dead / "registry.yml")])
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(dead / "rootfs")], check=True)
+    try:
+        for owner in owners:
+            owner.stdout.readline()  # it holds its folder now
+        owners[1].kill()
+        owners[1].wait()
+        cleaner = Cleaner(tmp_path / "udocker", [], cgroup_mounts=[], tmp_dirs=[str(base)],
+                          pids={owners[0].pid, registry.pid})
+        plan = [(a.kind, a.target) for a in cleaner.plan()]
+        assert plan == [("process", str(registry.pid)), ("folder", str(dead))], plan
+        done = cleaner.run()
+        assert all(a.done for a in done), [(a.kind, a.target, a.error) for a in done]
+        assert registry.wait(timeout=10) == -signal.SIGKILL
+        assert not dead.exists() and not _mounted(dead / "rootfs")
+        assert live.is_dir() and never.is_dir() and owners[0].poll() is None
+    finally:
+        for p in (*owners, registry):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        if _mounted(dead / "rootfs"):
+            subprocess.run(["umount", "-l", str(dead / "rootfs")], check=False)
+
+
+def test_a_running_test_session_holds_its_folder(session_dir):
+    from workshop import scratch
+
+    assert (session_dir / scratch.ALIVE).exists() and not scratch.abandoned(session_dir)
 
 
 def test_clean_recognises_runtimes():
@@ -897,7 +942,8 @@ def test_dev_check_runs_in_seconds_without_root(tmp_path):
 
     as_user = [*SETPRIV] if os.geteuid() == 0 else []
     start = time.monotonic()
-    r = subprocess.run([*as_user, "env", f"HOME={tmp_path}", "PYTHONDONTWRITEBYTECODE=1", f"PYTHONPATH={REPO}",
+    repo = testing.world_readable(REPO) if as_user else REPO  # the checkout may be out of the user's reach
+    r = subprocess.run([*as_user, "env", f"HOME={tmp_path}", "PYTHONDONTWRITEBYTECODE=1", f"PYTHONPATH={repo}",
                         sys.executable, "-m", "workshop", "dev", "check"], capture_output=True, text=True,
                        timeout=120, cwd="/")
     took = time.monotonic() - start

@@ -9,7 +9,8 @@ from ..clean import Cleaner, default_rootfs_dirs
 
 VERBS = {"process": ("killed", "would kill"), "cgroup": ("removed", "would remove"),
          "mount": ("unmounted", "would unmount"), "lease": ("released", "would release"),
-         "nat": ("removed", "would remove"), "bridge": ("removed", "would remove")}
+         "nat": ("removed", "would remove"), "bridge": ("removed", "would remove"),
+         "folder": ("removed", "would remove")}
 
 
 def render(dry_run: bool, extra_rootfs: tuple[str, ...], stop_all: bool, network: bool = False) -> int:
