@@ -944,6 +944,7 @@ def test_dev_check_runs_in_seconds_without_root(tmp_path):
     start = time.monotonic()
     repo = testing.world_readable(REPO) if as_user else REPO  # the checkout may be out of the user's reach
     r = subprocess.run([*as_user, "env", f"HOME={tmp_path}", "PYTHONDONTWRITEBYTECODE=1", f"PYTHONPATH={repo}",
+                        f"WORKSHOP_HOME={repo}",
                         sys.executable, "-m", "workshop", "dev", "check"], capture_output=True, text=True,
                        timeout=120, cwd="/")
     took = time.monotonic() - start
